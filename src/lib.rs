@@ -1,0 +1,3 @@
+//! grapevine: a BitShares (graphene) peer-to-peer node.
+pub mod crypto;
+pub mod wire;
