@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about sockets or peers.
 
+pub mod channel;
 pub mod frame;
 pub mod json;
 pub mod message;
