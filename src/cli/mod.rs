@@ -1,0 +1,55 @@
+//! The `grapevine` command line.
+
+pub mod codec;
+
+use clap::{Parser, Subcommand};
+
+pub use codec::CliError;
+
+/// A BitShares (graphene) peer-to-peer node.
+#[derive(Debug, Parser)]
+#[command(name = "grapevine", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode a framed message (or raw message data with --type) from hex into the reference's JSON.
+    Inspect {
+        /// Hex of one or more frames, or of raw message data with --type; stdin when absent or "-".
+        hex: Option<String>,
+        /// Treat the input as the data of one message of this type (e.g. 5006 for hello).
+        #[arg(long = "type", value_name = "N")]
+        msg_type: Option<u32>,
+    },
+    /// Encode the JSON printed by `inspect` back into hex.
+    Encode {
+        /// The JSON document (or array of documents); stdin when absent or "-".
+        json: Option<String>,
+        /// Print only the message data, without frame header and padding.
+        #[arg(long)]
+        data: bool,
+    },
+}
+
+/// Runs a parsed command line. Errors are reported by the caller as one line with exit 2.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Inspect { hex, msg_type } => {
+            let bytes = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
+            let doc = codec::inspect(&bytes, msg_type)?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        Command::Encode { json, data } => {
+            let text = codec::arg_or_stdin(json)?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError(format!("input is not JSON: {e}")))?;
+            println!("{}", hex::encode(codec::encode(&doc, data)?));
+            Ok(())
+        }
+    }
+}
