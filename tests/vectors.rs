@@ -198,3 +198,294 @@ fn extra_compact_signatures() {
         check_signature(sig);
     }
 }
+
+use bytes::BytesMut;
+use grapevine::crypto::identity::verify_compact;
+use grapevine::wire::Message;
+use grapevine::wire::frame::{FrameDecoder, SecureCodec, encode_message};
+use grapevine::wire::message::{block_id_of, message_hash};
+
+#[test]
+fn every_core_message() {
+    let v = load("messages.json");
+    assert_eq!(v["core_protocol_version"].as_u64(), Some(106));
+    let mut types_seen = std::collections::BTreeSet::new();
+    for m in list(&v, "messages") {
+        let name = s(m, "name");
+        let msg_type = m["type_id"].as_u64().unwrap() as u32;
+        let data = hx(m, "data_hex");
+        assert_eq!(
+            data.len() as u64,
+            m["data_size"].as_u64().unwrap(),
+            "{name}"
+        );
+        let msg = Message::decode(msg_type, &data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(msg.msg_type(), msg_type);
+        assert!(
+            !matches!(msg, Message::Unknown { .. }),
+            "{name} decoded as unknown"
+        );
+        assert!(
+            name.starts_with(msg.name()),
+            "{name} decoded as {}",
+            msg.name()
+        );
+        assert_eq!(
+            hex::encode(msg.to_data()),
+            hex::encode(&data),
+            "{name} re-encodes"
+        );
+        assert_eq!(
+            message_hash(&data).to_string(),
+            s(m, "message_id_ripemd160_of_data"),
+            "{name}"
+        );
+        // The reference's JSON, and back.
+        let json = msg.fields_json().unwrap();
+        assert_eq!(json, m["fields"], "{name}: JSON form differs");
+        let back = Message::from_fields_json(msg_type, m["fields"].clone())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if ![
+            "get_current_connections_reply_message",
+            "current_time_request_message",
+            "current_time_reply_message",
+        ]
+        .contains(&name)
+        {
+            // These hold int64 variants and sub-second times that fc.s JSON cannot carry;
+            // the inspect document carries them under "exact", checked below.
+            assert_eq!(back, msg, "{name}: JSON does not read back");
+        }
+        // The inspect document: the reference's fields, plus exact values where fc's JSON
+        // loses them, reads back to the identical bytes.
+        let doc = grapevine::wire::json::message_document(&msg).unwrap();
+        assert_eq!(doc["fields"], m["fields"], "{name}");
+        assert_eq!(doc["type"].as_u64(), Some(u64::from(msg_type)));
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
+        let back = grapevine::wire::json::message_from_document(&reparsed)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            hex::encode(back.to_data()),
+            hex::encode(&data),
+            "{name} via document"
+        );
+        // The frame.
+        let framed = hx(m, "framed_hex");
+        let mut out = BytesMut::new();
+        encode_message(&msg, &mut out).unwrap();
+        assert_eq!(hex::encode(&out), hex::encode(&framed), "{name} framing");
+        let mut buf = BytesMut::from(&framed[..]);
+        let frame = FrameDecoder::new().decode_frame(&mut buf).unwrap().unwrap();
+        assert!(buf.is_empty());
+        assert_eq!(frame.msg_type, msg_type);
+        assert_eq!(frame.message().unwrap(), msg);
+        if msg_type == 1001 {
+            let note = s(m, "note");
+            let id = block_id_of(&data).unwrap();
+            assert!(note.contains(&id.to_string()), "{note}");
+            assert!(note.contains(&format!("block number {}", id.block_number())));
+        }
+        types_seen.insert(msg_type);
+    }
+    let expected: std::collections::BTreeSet<u32> =
+        [1000, 1001].into_iter().chain(5001..=5017).collect();
+    assert_eq!(types_seen, expected, "every message type has a vector");
+}
+
+/// Checks the partial decode the recorder wrote against our full decode.
+fn check_partial_decode(decoded: &Value, msg: &Message, body: &[u8]) {
+    let Some(obj) = decoded.as_object() else {
+        return;
+    };
+    let ours = msg.fields_json().unwrap();
+    for (key, want) in obj {
+        match (msg, key.as_str()) {
+            (Message::Block(_), "block_id") => {
+                assert_eq!(
+                    block_id_of(body).unwrap().to_string(),
+                    want.as_str().unwrap()
+                )
+            }
+            (Message::Block(_), "size") => assert_eq!(body.len() as u64, want.as_u64().unwrap()),
+            (Message::CurrentTimeRequest(m), "request_sent_time_us") => {
+                assert_eq!(m.request_sent_time.0, want.as_i64().unwrap())
+            }
+            (Message::ConnectionRejected(m), "reason_code") => {
+                assert_eq!(u64::from(m.reason_code.to_byte()), want.as_u64().unwrap())
+            }
+            (Message::ClosingConnection(m), "reason") => {
+                assert_eq!(m.reason_for_closing, want.as_str().unwrap())
+            }
+            (Message::ClosingConnection(m), "due_to_error") => {
+                assert_eq!(m.closing_due_to_error, want.as_bool().unwrap())
+            }
+            (Message::ClosingConnection(m), "has_error") => {
+                assert_eq!(m.error.is_some(), want.as_bool().unwrap())
+            }
+            (_, "ids") => {
+                let ids = [
+                    "item_hashes_available",
+                    "items_to_fetch",
+                    "blockchain_synopsis",
+                ]
+                .iter()
+                .find_map(|k| ours.get(*k))
+                .expect("message has an id list");
+                assert_eq!(ids, want);
+            }
+            _ => assert_eq!(&ours[key], want, "field {key} of {}", msg.name()),
+        }
+    }
+}
+
+#[test]
+fn live_sessions_decrypt_end_to_end() {
+    let v = load("live_sessions.json");
+    let chain_id = s(&v, "chain_id");
+    for session in list(&v, "sessions") {
+        let name = s(session, "name");
+        let client_secret =
+            secret_from_bytes(&arr(session, "client_ephemeral_private_key")).unwrap();
+        assert_eq!(
+            compress(&client_secret.public_key()).to_vec(),
+            hx(session, "client_ephemeral_public_key")
+        );
+        let server_pub: [u8; 33] = arr(session, "server_ephemeral_public_key");
+        let keys =
+            SessionKeys::from_shared_secret(shared_secret(&client_secret, &server_pub).unwrap());
+        assert_eq!(
+            keys.shared_secret.to_vec(),
+            hx(session, "shared_secret"),
+            "{name}"
+        );
+        assert_eq!(keys.aes_key.to_vec(), hx(session, "aes_key"), "{name}");
+        assert_eq!(keys.aes_iv.to_vec(), hx(session, "aes_iv"), "{name}");
+        let client_node_pub: [u8; 33] = arr(session, "client_node_public_key");
+        let client_node_key = secret_from_bytes(&arr(session, "client_node_private_key")).unwrap();
+        assert_eq!(compress(&client_node_key.public_key()), client_node_pub);
+
+        // One codec per direction, as each side sees it: the client encrypts what it sends,
+        // the server's stream is decrypted from the same key and IV.
+        let mut c2s_rx = SecureCodec::new(keys.encryptor(), keys.decryptor());
+        let mut s2c_rx = SecureCodec::new(keys.encryptor(), keys.decryptor());
+        let mut c2s_tx = SecureCodec::new(keys.encryptor(), keys.decryptor());
+        let mut c2s_buf = BytesMut::new();
+        let mut s2c_buf = BytesMut::new();
+        let mut rejected_reason = None;
+        let mut client_hello_valid = None;
+        let mut server_hello_valid = None;
+        let mut blocks = Vec::new();
+        let frames = list(session, "frames");
+        for f in frames {
+            let dir = s(f, "dir");
+            let cipher = hx(f, "ciphertext_hex");
+            let plain = hx(f, "plaintext_frame_hex");
+            let body = hx(f, "body_hex");
+            let (codec, buf) = match dir {
+                "client_to_server" => (&mut c2s_rx, &mut c2s_buf),
+                "server_to_client" => (&mut s2c_rx, &mut s2c_buf),
+                other => panic!("unknown direction {other}"),
+            };
+            // Feed the ciphertext in awkward pieces.
+            let mut frame = None;
+            for piece in cipher.chunks(7) {
+                buf.extend_from_slice(piece);
+                if let Some(fr) = codec.decode_frame(buf).unwrap() {
+                    assert!(frame.is_none(), "one frame per recorded write");
+                    frame = Some(fr);
+                }
+            }
+            let frame = frame.unwrap_or_else(|| panic!("{name}: {dir} frame incomplete"));
+            assert!(buf.is_empty());
+            assert_eq!(frame.msg_type as u64, f["type"].as_u64().unwrap());
+            assert_eq!(frame.data.to_vec(), body, "{name}");
+            let msg = frame.message().unwrap();
+            // Re-encoding the message gives back the plaintext frame.
+            let mut re = BytesMut::new();
+            encode_message(&msg, &mut re).unwrap();
+            assert_eq!(
+                hex::encode(&re),
+                hex::encode(&plain),
+                "{name} {}",
+                msg.name()
+            );
+            if dir == "client_to_server" {
+                // And encrypting it continues the recorded ciphertext stream.
+                let mut ct = BytesMut::new();
+                c2s_tx.encode_message(&msg, &mut ct).unwrap();
+                assert_eq!(hex::encode(&ct), hex::encode(&cipher), "{name}");
+            }
+            check_partial_decode(&f["decoded"], &msg, &body);
+            match (&msg, dir) {
+                (Message::Hello(h), "client_to_server") => {
+                    assert_eq!(h.node_public_key.0, client_node_pub);
+                    client_hello_valid = Some(verify_compact(
+                        &h.signed_shared_secret.0,
+                        &keys.hello_digest(),
+                        &h.node_public_key.0,
+                    ));
+                }
+                (Message::Hello(h), "server_to_client") => {
+                    assert_eq!(h.chain_id.to_string(), chain_id);
+                    server_hello_valid = Some(verify_compact(
+                        &h.signed_shared_secret.0,
+                        &keys.hello_digest(),
+                        &h.node_public_key.0,
+                    ));
+                    assert_eq!(
+                        serde_json::to_value(h).unwrap(),
+                        session["results"]["peer_hello"],
+                        "{name}: peer hello"
+                    );
+                }
+                (Message::ConnectionRejected(r), "server_to_client") => {
+                    rejected_reason = Some(r.reason_code.name())
+                }
+                (Message::Block(b), _) => blocks.push(block_id_of(b).unwrap()),
+                _ => {}
+            }
+        }
+        let results = &session["results"];
+        assert_eq!(
+            server_hello_valid,
+            results["peer_hello_signature_valid"].as_bool(),
+            "{name}"
+        );
+        assert_eq!(
+            rejected_reason.is_none(),
+            results["accepted"].as_bool().unwrap(),
+            "{name}"
+        );
+        // The client's own hello signature is valid exactly when the server did not reject
+        // it for an invalid hello.
+        assert_eq!(
+            client_hello_valid,
+            Some(rejected_reason.as_deref() != Some("invalid_hello_message")),
+            "{name}"
+        );
+        let want_blocks: Vec<String> = results["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                assert_eq!(s(b, "id"), s(b, "recomputed_id"));
+                s(b, "id").to_string()
+            })
+            .collect();
+        let got: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+        assert_eq!(got, want_blocks, "{name}");
+        for b in results["blocks"].as_array().unwrap() {
+            let id = s(b, "id");
+            let num = b["num"].as_u64().unwrap() as u32;
+            let block_id: grapevine::wire::types::Ripemd160 = id.parse().unwrap();
+            assert_eq!(block_id.block_number(), num);
+        }
+        let trx_sent = frames.iter().any(|f| f["type"].as_u64() == Some(1000));
+        assert_eq!(
+            trx_sent,
+            results["trx_fetched"].as_bool().unwrap(),
+            "{name}"
+        );
+    }
+}

@@ -148,7 +148,10 @@ pub fn absorb_untrusted(input: &[u8]) -> Result<Vec<Message>, ChannelError> {
     let mut channel = SecureChannel::from_exchange(KeyExchange::with_secret(secret));
     let mut out = Vec::new();
     // Split the input as a socket might, at a point derived from the input itself.
-    let split = input.first().map_or(0, |b| usize::from(*b)).min(input.len());
+    let split = input
+        .first()
+        .map_or(0, |b| usize::from(*b))
+        .min(input.len());
     for chunk in [&input[..split], &input[split..]] {
         channel.receive(chunk)?;
         while let Some(frame) = channel.next_frame()? {
@@ -170,15 +173,21 @@ mod tests {
         let mut a = SecureChannel::new();
         let mut b = SecureChannel::new();
         assert_eq!(
-            a.send(&Message::AddressRequest(AddressRequestMessage {}), &mut BytesMut::new()),
+            a.send(
+                &Message::AddressRequest(AddressRequestMessage {}),
+                &mut BytesMut::new()
+            ),
             Err(ChannelError::NotEstablished)
         );
         let a_key = *a.our_key();
         let b_key = *b.our_key();
         a.receive(&b_key).unwrap();
         let mut wire = BytesMut::new();
-        a.send(&Message::AddressRequest(AddressRequestMessage {}), &mut wire)
-            .unwrap();
+        a.send(
+            &Message::AddressRequest(AddressRequestMessage {}),
+            &mut wire,
+        )
+        .unwrap();
         // b gets a's key and the first frame in one read.
         let mut bytes = a_key.to_vec();
         bytes.extend_from_slice(&wire);

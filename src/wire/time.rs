@@ -61,25 +61,33 @@ pub fn parse_micros(text: &str) -> Option<i64> {
         Some((a, b)) => (a, Some(b)),
         None => (text, None),
     };
-    let b = main.as_bytes();
-    if b.len() != 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    // The year may carry a sign and more than four digits (a peer can send any i64); the rest
+    // is fixed: "-MM-DDTHH:MM:SS", 15 bytes.
+    let split = main.len().checked_sub(15)?;
+    let (year_text, rest) = main.split_at_checked(split)?;
+    let r = rest.as_bytes();
+    if r[0] != b'-' || r[3] != b'-' || r[6] != b'T' || r[9] != b':' || r[12] != b':' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = main.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
+    let digits = |s: &str| -> Option<i64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
         s.parse().ok()
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y = match year_text.strip_prefix('-') {
+        Some(d) => -digits(d)?,
+        None => digits(year_text)?,
+    };
+    if year_text.trim_start_matches('-').len() < 4 && y >= 0 {
+        return None;
+    }
+    let (mo, d) = (digits(&rest[1..3])?, digits(&rest[4..6])?);
+    let (h, mi, s) = (
+        digits(&rest[7..9])?,
+        digits(&rest[10..12])?,
+        digits(&rest[13..15])?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
@@ -91,8 +99,8 @@ pub fn parse_micros(text: &str) -> Option<i64> {
         Some(_) => return None,
     };
     let days = days_from_civil(y, mo as u32, d as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    Some(secs * 1_000_000 + micros_frac)
+    let secs = i128::from(days) * 86_400 + i128::from(h * 3600 + mi * 60 + s);
+    i64::try_from(secs * 1_000_000 + i128::from(micros_frac)).ok()
 }
 
 #[cfg(test)]
@@ -118,6 +126,21 @@ mod tests {
         );
         assert_eq!(parse_micros("2023-11-14 22:13:20"), None);
         assert_eq!(parse_micros("2023-13-14T22:13:20"), None);
+    }
+
+    #[test]
+    fn extreme_times_round_trip() {
+        for micros in [
+            i64::MIN,
+            i64::MAX,
+            -62_167_219_200_000_001,
+            253_402_300_800_000_000,
+            0,
+            -1,
+        ] {
+            let text = format_micros(micros);
+            assert_eq!(parse_micros(&text), Some(micros), "{text}");
+        }
     }
 
     #[test]

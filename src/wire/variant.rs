@@ -8,7 +8,8 @@
 //! JSON cannot tell an int64 of 64 from a uint64 of 64. Like fc's JSON parser we read a
 //! non-negative number as uint64 and a negative one as int64; the single-key object
 //! `{"$int64": n}` forces int64, and is printed in [`crate::wire::json::lossless`] mode so a
-//! decoded message can be re-encoded byte for byte.
+//! decoded message can be re-encoded byte for byte; there an object with keys starting with "$"
+//! is wrapped as `{"$object": {...}}` so its keys are never mistaken for markers.
 
 use std::fmt;
 
@@ -18,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 /// The JSON key that marks a non-negative number as fc's int64.
 pub const INT64_MARKER: &str = "$int64";
+/// The JSON key that wraps an object whose own keys start with "$", so they are not read as
+/// markers (lossless mode only).
+pub const OBJECT_MARKER: &str = "$object";
 
 const TAG_NULL: u8 = 0;
 const TAG_INT64: u8 = 1;
@@ -108,6 +112,14 @@ impl Serialize for Variant {
                 Variant::Bool(v) => s.serialize_bool(*v),
                 Variant::String(v) => s.serialize_str(v),
                 Variant::Array(v) => v.serialize(s),
+                Variant::Object(v)
+                    if crate::wire::json::lossless()
+                        && v.0.iter().any(|(k, _)| k.starts_with('$')) =>
+                {
+                    let mut m = s.serialize_map(Some(1))?;
+                    m.serialize_entry(OBJECT_MARKER, v)?;
+                    m.end()
+                }
                 Variant::Object(v) => v.serialize(s),
             };
         }
@@ -222,17 +234,27 @@ impl<'de> Visitor<'de> for JsonVariant {
         }
         Ok(Variant::Array(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Variant, A::Error> {
-        let obj = ObjectVisitor.visit_map(map)?;
-        if let [(key, value)] = obj.0.as_slice() {
-            if key == INT64_MARKER {
-                let n = match value {
-                    Variant::Uint64(n) => i64::try_from(*n).map_err(de::Error::custom)?,
-                    Variant::Int64(n) => *n,
-                    _ => return Err(de::Error::custom("$int64 takes an integer")),
-                };
-                return Ok(Variant::Int64(n));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Variant, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Variant::Object(VariantObject::new()));
+        };
+        let marked = match first.as_str() {
+            INT64_MARKER => Some(Variant::Int64(map.next_value()?)),
+            OBJECT_MARKER => Some(Variant::Object(map.next_value()?)),
+            _ => None,
+        };
+        if let Some(v) = marked {
+            if map.next_key::<String>()?.is_some() {
+                return Err(de::Error::custom(format!(
+                    "{first} must be the only key of its object"
+                )));
             }
+            return Ok(v);
+        }
+        let mut obj = VariantObject::new();
+        obj.set(first, map.next_value()?);
+        while let Some((k, v)) = map.next_entry::<String, Variant>()? {
+            obj.set(k, v);
         }
         Ok(Variant::Object(obj))
     }
