@@ -14,4 +14,8 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod node;
+pub mod peer;
+pub mod runtime;
+pub mod store;
 pub mod wire;

@@ -1,0 +1,122 @@
+//! The node's settings and the protocol's named limits and timers.
+//!
+//! Every value that bounds memory or time is here, with the reference's value where it has one.
+
+use crate::wire::types::{Endpoint, Sha256};
+
+/// Microseconds in a second: the core counts time in µs since the epoch.
+pub const SECOND_US: i64 = 1_000_000;
+
+/// Connections the node tries to keep (GRAPHENE_NET_DEFAULT_DESIRED_CONNECTIONS).
+pub const DEFAULT_DESIRED_CONNECTIONS: usize = 20;
+/// Connections the node never exceeds (GRAPHENE_NET_DEFAULT_MAX_CONNECTIONS).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
+/// TCP connections still handshaking beyond `max_connections` that are accepted so they can be
+/// told "not accepting connections" and handed addresses. Above it a new socket is closed at
+/// once: protects against a flood of silent sockets.
+pub const EXTRA_HANDSHAKING_CONNECTIONS: usize = 64;
+/// Base retry delay: a failed peer is retried after (failures + 1) × this.
+pub const PEER_CONNECTION_RETRY_US: i64 = 30 * SECOND_US;
+/// Failures added for a peer on another chain or that is ourselves (+120 × 30 s = 1 hour).
+pub const GREATLY_DELAY_FAILURES: u32 = 120;
+/// How often the connect loop runs when nothing wakes it.
+pub const CONNECT_LOOP_INTERVAL_US: i64 = 10 * SECOND_US;
+/// A handshaking connection with no traffic either way for this long is dropped.
+pub const HANDSHAKE_INACTIVITY_TIMEOUT_US: i64 = 5 * SECOND_US;
+/// A closing connection the peer has not closed after this long is closed by us.
+pub const CLOSING_TIMEOUT_US: i64 = 20 * SECOND_US;
+/// Active peers silent for this many block intervals are disconnected (keepalive at half).
+pub const INACTIVITY_BLOCK_INTERVALS: i64 = 10;
+/// A request unanswered for this long is dropped and rescheduled.
+pub const REQUEST_TIMEOUT_US: i64 = 6 * SECOND_US;
+/// How often the terminate-inactive-connections check runs.
+pub const TERMINATE_CHECK_INTERVAL_US: i64 = SECOND_US;
+/// How often every active peer is asked for addresses.
+pub const PEER_LIST_REFRESH_US: i64 = 15 * 60 * SECOND_US;
+/// Seeds are put back on the dial list this often while the node has no active peer…
+pub const SEED_RETRY_WHEN_ALONE_US: i64 = 5 * 60 * SECOND_US;
+/// …and this often otherwise.
+pub const SEED_RETRY_US: i64 = 60 * 60 * SECOND_US;
+/// At most one firewall self-check every 5 minutes.
+pub const FIREWALL_CHECK_INTERVAL_US: i64 = 5 * 60 * SECOND_US;
+/// Addresses taken from one address message (MAX_ADDRESSES_TO_HANDLE_AT_ONCE).
+pub const MAX_ADDRESSES_TO_HANDLE_AT_ONCE: usize = 200;
+/// Bytes queued for one peer before it is dropped (GRAPHENE_NET_MAXIMUM_QUEUED_MESSAGES_IN_BYTES).
+pub const MAX_QUEUED_BYTES_PER_PEER: usize = 1024 * 1024;
+/// How often a changed peer database is saved.
+pub const PEER_DB_SAVE_INTERVAL_US: i64 = 30 * SECOND_US;
+/// Block interval assumed until the application says otherwise (GRAPHENE_DEFAULT_BLOCK_INTERVAL).
+pub const DEFAULT_BLOCK_INTERVAL_SECS: i64 = 5;
+/// Earliest core protocol version that understands firewall checks.
+pub const FIREWALL_CHECK_MIN_PROTOCOL: u32 = 106;
+
+/// The BitShares mainnet chain id, the default.
+pub const BITSHARES_MAINNET_CHAIN_ID: &str =
+    "4018d7844c78f6a6c41c6a552b898022310fc5dec06da467ee7905a8dad512c8";
+
+/// Which peers we tell others about (`--p2p-advertise-peer-algorithm`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AdvertiseAlgorithm {
+    /// Every active peer with a known listening endpoint.
+    #[default]
+    All,
+    /// Nobody: address requests get an empty list.
+    Nothing,
+    /// Only these endpoints.
+    List(Vec<Endpoint>),
+    /// Everyone except these endpoints.
+    ExcludeList(Vec<Endpoint>),
+}
+
+impl AdvertiseAlgorithm {
+    /// Whether `endpoint` may be advertised.
+    pub fn should_advertise(&self, endpoint: &Endpoint) -> bool {
+        match self {
+            AdvertiseAlgorithm::All => true,
+            AdvertiseAlgorithm::Nothing => false,
+            AdvertiseAlgorithm::List(l) => l.contains(endpoint),
+            AdvertiseAlgorithm::ExcludeList(l) => !l.contains(endpoint),
+        }
+    }
+}
+
+/// What the node core needs to know about its configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub chain_id: Sha256,
+    pub user_agent: String,
+    pub desired_connections: usize,
+    pub max_connections: usize,
+    pub accept_incoming_connections: bool,
+    pub connect_to_new_peers: bool,
+    pub advertise: AdvertiseAlgorithm,
+    /// Seconds between blocks on this chain; sets the active inactivity timeout.
+    pub block_interval_secs: i64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            chain_id: BITSHARES_MAINNET_CHAIN_ID.parse().unwrap_or_default(),
+            user_agent: format!("grapevine {}", env!("CARGO_PKG_VERSION")),
+            desired_connections: DEFAULT_DESIRED_CONNECTIONS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            accept_incoming_connections: true,
+            connect_to_new_peers: true,
+            advertise: AdvertiseAlgorithm::All,
+            block_interval_secs: DEFAULT_BLOCK_INTERVAL_SECS,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Silence after which an active peer is disconnected.
+    pub fn active_inactivity_timeout_us(&self) -> i64 {
+        INACTIVITY_BLOCK_INTERVALS * self.block_interval_secs.max(1) * SECOND_US
+    }
+
+    /// Silence after which an active peer gets a keepalive.
+    pub fn keepalive_after_us(&self) -> i64 {
+        self.active_inactivity_timeout_us() / 2
+    }
+}

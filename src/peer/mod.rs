@@ -1,0 +1,208 @@
+//! One connection's protocol state, as the node core sees it.
+//!
+//! A `PeerState` knows where the connection is in the handshake (both directions of it), what
+//! the peer told us in its hello, what we expect from it next, its clock offset and round-trip
+//! delay, and its traffic. It knows nothing of other peers or sockets: the node core decides
+//! what to do with it.
+
+use std::collections::BTreeSet;
+
+use crate::wire::message::HelloMessage;
+use crate::wire::types::{Direction, Endpoint, FirewalledState, NodeId, TimePoint};
+use crate::wire::variant::VariantObject;
+
+/// The node's handle for a connection; never reused within a process.
+pub type PeerId = u64;
+
+/// Which connection list a peer is in: exactly one at any time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionList {
+    Handshaking,
+    Active,
+    Closing,
+}
+
+impl ConnectionList {
+    /// The status API's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionList::Handshaking => "handshaking",
+            ConnectionList::Active => "active",
+            ConnectionList::Closing => "closing",
+        }
+    }
+}
+
+/// How the peer answered our hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OurHelloState {
+    /// Key exchange not finished; no hello sent yet.
+    NotSent,
+    /// Hello sent, no answer yet.
+    Sent,
+    Accepted,
+    Rejected,
+}
+
+/// How we answered the peer's hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TheirHelloState {
+    /// Their hello has not arrived.
+    Waiting,
+    Accepted,
+    Rejected,
+}
+
+/// What the peer said about itself in its hello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerHello {
+    pub user_agent: String,
+    pub core_protocol_version: u32,
+    pub inbound_endpoint: Endpoint,
+    pub outbound_port: u16,
+    pub node_public_key: NodeId,
+    pub user_data: VariantObject,
+}
+
+impl From<&HelloMessage> for PeerHello {
+    fn from(h: &HelloMessage) -> Self {
+        Self {
+            user_agent: h.user_agent.clone(),
+            core_protocol_version: h.core_protocol_version,
+            inbound_endpoint: Endpoint {
+                address: h.inbound_address,
+                port: h.inbound_port,
+            },
+            outbound_port: h.outbound_port,
+            node_public_key: h.node_public_key,
+            user_data: h.user_data.clone(),
+        }
+    }
+}
+
+/// A firewall check this connection is involved in (see the node's firewall module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirewallCheck {
+    /// The node whose reachability is tested.
+    pub expected_node_id: NodeId,
+    pub endpoint_to_test: Endpoint,
+    /// Helpers already asked.
+    pub nodes_already_tested: BTreeSet<NodeId>,
+    /// Who asked; `None` for our own self-check.
+    pub requesting_peer: Option<NodeId>,
+}
+
+/// One connection.
+#[derive(Clone, Debug)]
+pub struct PeerState {
+    pub id: PeerId,
+    pub direction: Direction,
+    /// The socket's remote endpoint.
+    pub remote_endpoint: Endpoint,
+    /// Our side of the socket, once connected.
+    pub local_endpoint: Option<Endpoint>,
+    pub list: ConnectionList,
+    pub our_state: OurHelloState,
+    pub their_state: TheirHelloState,
+    pub hello: Option<PeerHello>,
+    /// The id the peer goes by (from hello's user_data, else its public key).
+    pub node_id: Option<NodeId>,
+    /// Where the peer can be dialled, as far as we know.
+    pub remote_inbound_endpoint: Option<Endpoint>,
+    /// Other endpoints proven to reach this same node (dial-back).
+    pub additional_inbound_endpoints: BTreeSet<Endpoint>,
+    /// Endpoints an inbound peer may listen on, to be dialled back.
+    pub potential_inbound_endpoints: Vec<Endpoint>,
+    pub firewalled: FirewalledState,
+    pub expecting_address_message: bool,
+    pub we_requested_close: bool,
+    pub they_requested_close: bool,
+    /// When the connection started (µs since epoch).
+    pub initiated_at: TimePoint,
+    pub last_received_at: TimePoint,
+    pub last_sent_at: TimePoint,
+    pub closing_since: Option<TimePoint>,
+    pub last_keepalive_at: TimePoint,
+    pub clock_offset_us: i64,
+    pub round_trip_delay_us: i64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Bytes handed to the socket writer and not yet written.
+    pub queued_bytes: usize,
+    /// Set when the handshake timed out, recorded in the peer database on close.
+    pub close_error: Option<String>,
+    pub firewall_check: Option<FirewallCheck>,
+    /// A test connection for someone else's firewall check: no hello, closed after the key
+    /// exchange.
+    pub probe_for: Option<FirewallCheck>,
+}
+
+impl PeerState {
+    /// A new connection, handshaking.
+    pub fn new(
+        id: PeerId,
+        direction: Direction,
+        remote_endpoint: Endpoint,
+        now: TimePoint,
+    ) -> Self {
+        Self {
+            id,
+            direction,
+            remote_endpoint,
+            local_endpoint: None,
+            list: ConnectionList::Handshaking,
+            our_state: OurHelloState::NotSent,
+            their_state: TheirHelloState::Waiting,
+            hello: None,
+            node_id: None,
+            remote_inbound_endpoint: None,
+            additional_inbound_endpoints: BTreeSet::new(),
+            potential_inbound_endpoints: Vec::new(),
+            firewalled: FirewalledState::Unknown,
+            expecting_address_message: false,
+            we_requested_close: false,
+            they_requested_close: false,
+            initiated_at: now,
+            last_received_at: TimePoint(0),
+            last_sent_at: TimePoint(0),
+            closing_since: None,
+            last_keepalive_at: TimePoint(0),
+            clock_offset_us: 0,
+            round_trip_delay_us: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            queued_bytes: 0,
+            close_error: None,
+            firewall_check: None,
+            probe_for: None,
+        }
+    }
+
+    /// The most recent traffic either way, or the start of the connection.
+    pub fn last_activity(&self) -> TimePoint {
+        self.initiated_at
+            .max(self.last_received_at)
+            .max(self.last_sent_at)
+    }
+
+    /// The most recent time we heard from the peer, or the start of the connection.
+    pub fn last_heard(&self) -> TimePoint {
+        self.initiated_at.max(self.last_received_at)
+    }
+
+    /// Whether this connection reaches `endpoint` (the reference's get_connection_for_endpoint).
+    pub fn reaches(&self, endpoint: &Endpoint) -> bool {
+        let by_socket = match self.list {
+            ConnectionList::Active => self.direction == Direction::Outbound,
+            _ => true,
+        };
+        (by_socket && self.remote_endpoint == *endpoint)
+            || self.remote_inbound_endpoint == Some(*endpoint)
+            || self.additional_inbound_endpoints.contains(endpoint)
+    }
+
+    /// The peer's protocol version, 0 before its hello.
+    pub fn protocol_version(&self) -> u32 {
+        self.hello.as_ref().map_or(0, |h| h.core_protocol_version)
+    }
+}

@@ -1,0 +1,467 @@
+//! The tokio runtime around the node core: a listener, a dialer, two tasks per connection,
+//! one node task that owns the core, timers, the peer database on disk, and shutdown.
+//!
+//! The node task is the only place the core lives. Connection tasks report [`Event`]s to it
+//! over a bounded channel (so a flood of input slows the readers down instead of growing
+//! memory); it answers with [`Outgoing`] messages to each connection's writer. Protocol rules
+//! live in [`crate::node`]; nothing here decides anything.
+
+pub mod clock;
+pub mod connection;
+pub mod identity;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::node::{Command, Node, NodeConfig, NodeInfo, PeerInfo};
+use crate::peer::PeerId;
+use crate::store::peer_db::{self, PEER_DB_FILE, PeerDatabase, PeerRecord};
+use crate::wire::Message;
+use crate::wire::types::{Endpoint, NodeId};
+
+use clock::Clock;
+use connection::Target;
+
+/// Events queued from connection tasks to the node task before readers wait.
+pub const EVENT_QUEUE: usize = 1024;
+/// How long shutdown waits for closing messages to be written.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+/// Pause after a failed accept (e.g. out of file descriptors) before accepting again.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a connection task reports.
+#[derive(Debug)]
+pub enum Event {
+    Accepted {
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+    },
+    Established {
+        peer: PeerId,
+        local: SocketAddr,
+        digest: [u8; 32],
+    },
+    DialFailed {
+        peer: PeerId,
+        error: String,
+    },
+    Bytes {
+        peer: PeerId,
+        bytes: usize,
+    },
+    Message {
+        peer: PeerId,
+        message: Message,
+    },
+    Sent {
+        peer: PeerId,
+        bytes: usize,
+    },
+    ProtocolError {
+        peer: PeerId,
+        error: String,
+    },
+    Closed {
+        peer: PeerId,
+    },
+}
+
+/// What the node task tells a connection's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(Message),
+    Close,
+}
+
+/// Requests from the operator surfaces.
+pub enum Control {
+    Info(oneshot::Sender<NodeInfo>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    PotentialPeers(oneshot::Sender<Vec<PeerRecord>>),
+    Connect(Endpoint),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    pub node: NodeConfig,
+    pub data_dir: PathBuf,
+    /// Where to listen for peers.
+    pub p2p_endpoint: SocketAddr,
+    /// "host:port" strings, resolved at start.
+    pub seed_nodes: Vec<String>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("bad node key file {0}: {1}")]
+    NodeKey(PathBuf, String),
+    #[error("only IPv4 endpoints are supported by the graphene protocol: {0}")]
+    NotIpv4(SocketAddr),
+}
+
+/// A running node.
+pub struct NodeHandle {
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+    /// The endpoint actually bound for peers.
+    pub p2p_endpoint: Option<SocketAddr>,
+    pub node_id: NodeId,
+}
+
+impl NodeHandle {
+    /// Sends a control request.
+    pub async fn control(&self, c: Control) -> bool {
+        self.control.send(c).await.is_ok()
+    }
+
+    /// A sender for the API server.
+    pub fn controller(&self) -> mpsc::Sender<Control> {
+        self.control.clone()
+    }
+
+    /// The node's facts.
+    pub async fn info(&self) -> Option<NodeInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Info(tx)).await;
+        rx.await.ok()
+    }
+
+    /// The node's connections.
+    pub async fn peers(&self) -> Option<Vec<PeerInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Peers(tx)).await;
+        rx.await.ok()
+    }
+
+    /// Closes every connection politely, saves the peer database, and waits for the node task.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+fn to_endpoint(addr: SocketAddr) -> Option<Endpoint> {
+    match addr {
+        SocketAddr::V4(a) => Some(Endpoint::from(a)),
+        SocketAddr::V6(a) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| Endpoint::new(ip, a.port())),
+    }
+}
+
+/// The p2p directory inside the data directory.
+pub fn p2p_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("p2p")
+}
+
+/// Starts a node: identity, peer database, listener, seeds, and the node task.
+pub async fn start(config: RuntimeConfig) -> Result<NodeHandle, StartError> {
+    let dir = p2p_dir(&config.data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
+    let key = identity::load_or_create_node_key(&dir)?;
+    let node_id = identity::random_node_id();
+    let clock = Clock::new();
+    let now = clock.now();
+    let db_path = dir.join(PEER_DB_FILE);
+    let records = match peer_db::load(&db_path) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(path = %db_path.display(), error = %e, "peer database unreadable; starting empty");
+            Vec::new()
+        }
+    };
+    let db = PeerDatabase::from_records(records, now);
+    info!(records = db.len(), "peer database loaded");
+    let mut node = Node::new(config.node.clone(), key, node_id, db, now);
+
+    let listener = if config.node.accept_incoming_connections {
+        if !config.p2p_endpoint.is_ipv4() {
+            return Err(StartError::NotIpv4(config.p2p_endpoint));
+        }
+        let l = TcpListener::bind(config.p2p_endpoint)
+            .await
+            .map_err(|e| StartError::Listen(config.p2p_endpoint, e))?;
+        Some(l)
+    } else {
+        None
+    };
+    let p2p_endpoint = listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(ep) = p2p_endpoint.and_then(to_endpoint) {
+        node.set_listen_endpoint(ep);
+        info!(endpoint = %ep, "listening for peers");
+    }
+    for seed in &config.seed_nodes {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(addrs) => {
+                for a in addrs.filter_map(to_endpoint) {
+                    node.add_seed(a, now);
+                }
+            }
+            Err(e) => warn!(seed, error = %e, "cannot resolve seed node"),
+        }
+    }
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(64);
+    let stop_accepting = Arc::new(Notify::new());
+    if let Some(l) = listener {
+        tokio::spawn(accept_loop(l, events_tx.clone(), stop_accepting.clone()));
+    }
+    let task = tokio::spawn(
+        NodeTask {
+            node,
+            clock,
+            events_tx,
+            connections: HashMap::new(),
+            writers: Vec::new(),
+            db_path,
+            stop_accepting,
+        }
+        .run(events_rx, control_rx),
+    );
+    Ok(NodeHandle {
+        control: control_tx,
+        task,
+        p2p_endpoint,
+        node_id,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, stop: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            _ = stop.notified() => return,
+            r = listener.accept() => match r {
+                Ok((stream, remote)) => {
+                    if events.send(Event::Accepted { stream, remote }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+struct ConnectionHandle {
+    out: mpsc::UnboundedSender<Outgoing>,
+    digest: Option<[u8; 32]>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ConnectionHandle {
+    /// Stops reading, lets the writer flush what is queued and close; returns the task.
+    fn close(self) -> JoinHandle<()> {
+        let _ = self.out.send(Outgoing::Close);
+        let _ = self.stop.send(());
+        self.task
+    }
+}
+
+struct NodeTask {
+    node: Node,
+    clock: Clock,
+    events_tx: mpsc::Sender<Event>,
+    connections: HashMap<PeerId, ConnectionHandle>,
+    writers: Vec<JoinHandle<()>>,
+    db_path: PathBuf,
+    stop_accepting: Arc<Notify>,
+}
+
+impl NodeTask {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.execute_commands();
+            let deadline = self.clock.instant_at(self.node.next_deadline());
+            tokio::select! {
+                Some(ev) = events.recv() => self.on_event(ev),
+                () = tokio::time::sleep_until(deadline) => {
+                    let now = self.clock.now();
+                    self.node.handle_timeout(now);
+                }
+                c = control.recv() => match c {
+                    Some(Control::Shutdown(reply)) => {
+                        shutdown_reply = Some(reply);
+                        break;
+                    }
+                    Some(c) => self.on_control(c),
+                    None => break,
+                }
+            }
+        }
+        // Shutdown: say goodbye, save, stop.
+        self.stop_accepting.notify_one();
+        let now = self.clock.now();
+        self.node.shutdown(now);
+        self.execute_commands();
+        for (_, c) in self.connections.drain() {
+            self.writers.push(c.close());
+        }
+        let writers = std::mem::take(&mut self.writers);
+        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, futures_join_all(writers)).await;
+        info!("node stopped");
+        if let Some(r) = shutdown_reply {
+            let _ = r.send(());
+        }
+    }
+
+    fn spawn_connection(&mut self, peer: PeerId, target: Target) {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(connection::run(
+            peer,
+            target,
+            self.events_tx.clone(),
+            out_rx,
+            stop_rx,
+            self.clock,
+        ));
+        self.connections.insert(
+            peer,
+            ConnectionHandle {
+                out: out_tx,
+                digest: None,
+                stop: stop_tx,
+                task,
+            },
+        );
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = self.clock.now();
+        match ev {
+            Event::Accepted { stream, remote } => {
+                let Some(remote_ep) = to_endpoint(remote) else {
+                    return;
+                };
+                match self.node.accept_inbound(remote_ep, now) {
+                    Some(peer) => self.spawn_connection(peer, Target::Accepted(stream)),
+                    None => drop(stream),
+                }
+            }
+            Event::Established {
+                peer,
+                local,
+                digest,
+            } => {
+                if let Some(c) = self.connections.get_mut(&peer) {
+                    c.digest = Some(digest);
+                }
+                let local = to_endpoint(local).unwrap_or_default();
+                self.node.on_established(peer, local, digest, now);
+            }
+            Event::DialFailed { peer, error } => {
+                self.connections.remove(&peer);
+                let was_dial = self
+                    .node
+                    .peer(peer)
+                    .is_some_and(|p| p.direction == crate::wire::types::Direction::Outbound);
+                if was_dial {
+                    self.node.on_dial_failed(peer, &error, now);
+                } else {
+                    self.node.on_closed(peer, now);
+                }
+            }
+            Event::Bytes { peer, bytes } => self.node.on_bytes_received(peer, bytes, now),
+            Event::Message { peer, message } => {
+                let digest = self.connections.get(&peer).and_then(|c| c.digest);
+                self.node.on_message(peer, message, digest, now);
+            }
+            Event::Sent { peer, bytes } => self.node.on_sent(peer, bytes, now),
+            Event::ProtocolError { peer, error } => self.node.on_protocol_error(peer, &error, now),
+            Event::Closed { peer } => {
+                self.connections.remove(&peer);
+                self.node.on_closed(peer, now);
+            }
+        }
+    }
+
+    fn on_control(&mut self, c: Control) {
+        let now = self.clock.now();
+        match c {
+            Control::Info(reply) => {
+                let _ = reply.send(self.node.info(now));
+            }
+            Control::Peers(reply) => {
+                let _ = reply.send(self.node.peer_infos());
+            }
+            Control::PotentialPeers(reply) => {
+                let _ = reply.send(
+                    self.node
+                        .peer_db()
+                        .by_last_seen()
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                );
+            }
+            Control::Connect(ep) => self.node.add_node(ep, now),
+            Control::Shutdown(_) => {}
+        }
+    }
+
+    fn execute_commands(&mut self) {
+        while let Some(cmd) = self.node.poll_command() {
+            match cmd {
+                Command::Dial { peer, endpoint } => {
+                    let addr = SocketAddr::V4(endpoint.to_socket_addr());
+                    self.spawn_connection(peer, Target::Dial(addr));
+                }
+                Command::Send { peer, message } => {
+                    if let Some(c) = self.connections.get(&peer) {
+                        let _ = c.out.send(Outgoing::Message(message));
+                    }
+                }
+                Command::Close { peer } => {
+                    if let Some(c) = self.connections.remove(&peer) {
+                        self.writers.retain(|w| !w.is_finished());
+                        self.writers.push(c.close());
+                    }
+                    let now = self.clock.now();
+                    self.node.on_closed(peer, now);
+                }
+                Command::SavePeerDb(records) => {
+                    let path = self.db_path.clone();
+                    // Small file, written atomically; do it inline so shutdown ordering holds.
+                    if let Err(e) = peer_db::save(&path, &records) {
+                        warn!(path = %path.display(), error = %e, "cannot save peer database");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
