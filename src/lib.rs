@@ -12,6 +12,7 @@
 //! - [`wire`]: frames, the fc::raw serde format and every graphene message;
 //! - [`cli`]: the `grapevine` command line.
 
+pub mod api;
 pub mod cli;
 pub mod crypto;
 pub mod node;

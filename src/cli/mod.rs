@@ -1,6 +1,10 @@
 //! The `grapevine` command line.
 
 pub mod codec;
+pub mod run;
+pub mod status;
+
+use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +29,20 @@ pub enum Command {
         #[arg(long = "type", value_name = "N")]
         msg_type: Option<u32>,
     },
+    /// Run a node (until SIGINT or SIGTERM).
+    Run(run::RunArgs),
+    /// Show a running node's status (from its --rpc-endpoint).
+    Info {
+        /// The node's status API.
+        #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
+        rpc_endpoint: SocketAddr,
+    },
+    /// List a running node's connections (from its --rpc-endpoint).
+    Peers {
+        /// The node's status API.
+        #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
+        rpc_endpoint: SocketAddr,
+    },
     /// Encode the JSON printed by `inspect` back into hex.
     Encode {
         /// The JSON document (or array of documents); stdin when absent or "-".
@@ -38,6 +56,15 @@ pub enum Command {
 /// Runs a parsed command line. Errors are reported by the caller as one line with exit 2.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Info { rpc_endpoint } => {
+            print!("{}", status::info(rpc_endpoint)?);
+            Ok(())
+        }
+        Command::Peers { rpc_endpoint } => {
+            print!("{}", status::peers(rpc_endpoint)?);
+            Ok(())
+        }
         Command::Inspect { hex, msg_type } => {
             let bytes = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
             let doc = codec::inspect(&bytes, msg_type)?;

@@ -1,0 +1,192 @@
+//! The status API: HTTP + JSON on `--rpc-endpoint`, plus Prometheus metrics.
+//!
+//! Field names here are a contract with scripts outside the repository: `/info`, `/peers`,
+//! `/potential-peers`, `POST /connect` and `/metrics`. The server only relays requests to the
+//! node task and formats its answers.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::Control;
+use crate::wire::types::Endpoint;
+
+type Ctl = mpsc::Sender<Control>;
+
+async fn ask<T>(
+    ctl: &Ctl,
+    make: impl FnOnce(oneshot::Sender<T>) -> Control,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || (StatusCode::SERVICE_UNAVAILABLE, "node is stopping").into_response();
+    ctl.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+async fn info(State(ctl): State<Ctl>) -> Result<Response, Response> {
+    let info = ask(&ctl, Control::Info).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn peers(State(ctl): State<Ctl>) -> Result<Response, Response> {
+    let peers = ask(&ctl, Control::Peers).await?;
+    Ok(Json(peers).into_response())
+}
+
+async fn potential_peers(State(ctl): State<Ctl>) -> Result<Response, Response> {
+    let records = ask(&ctl, Control::PotentialPeers).await?;
+    Ok(Json(records).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ConnectRequest {
+    endpoint: String,
+}
+
+async fn connect(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
+    let request: ConnectRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    let endpoint: Endpoint = match request.endpoint.parse() {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
+    if ctl.send(Control::Connect(endpoint)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "node is stopping").into_response();
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"endpoint": endpoint.to_string(), "status": "connecting"})),
+    )
+        .into_response()
+}
+
+async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
+    let info = ask(&ctl, Control::Info).await?;
+    let peers = ask(&ctl, Control::Peers).await?;
+    let records = ask(&ctl, Control::PotentialPeers).await?;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, lines: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in lines {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let c = info.connections;
+    gauge(
+        "grapevine_connections",
+        "Connections per list.",
+        "gauge",
+        &[
+            ("{state=\"handshaking\"}".into(), c.handshaking.to_string()),
+            ("{state=\"active\"}".into(), c.active.to_string()),
+            ("{state=\"closing\"}".into(), c.closing.to_string()),
+        ],
+    );
+    let sent: u64 = peers.iter().map(|p| p.bytes_sent).sum();
+    let received: u64 = peers.iter().map(|p| p.bytes_received).sum();
+    gauge(
+        "grapevine_peer_bytes_sent",
+        "Bytes sent to currently connected peers.",
+        "gauge",
+        &[(String::new(), sent.to_string())],
+    );
+    gauge(
+        "grapevine_peer_bytes_received",
+        "Bytes received from currently connected peers.",
+        "gauge",
+        &[(String::new(), received.to_string())],
+    );
+    let b = info.bandwidth;
+    gauge(
+        "grapevine_bandwidth_bytes_per_second",
+        "Average transfer rates.",
+        "gauge",
+        &[
+            (
+                "{direction=\"upload\",window=\"1m\"}".into(),
+                b.upload_one_minute.to_string(),
+            ),
+            (
+                "{direction=\"download\",window=\"1m\"}".into(),
+                b.download_one_minute.to_string(),
+            ),
+            (
+                "{direction=\"upload\",window=\"15m\"}".into(),
+                b.upload_fifteen_minutes.to_string(),
+            ),
+            (
+                "{direction=\"download\",window=\"15m\"}".into(),
+                b.download_fifteen_minutes.to_string(),
+            ),
+            (
+                "{direction=\"upload\",window=\"1h\"}".into(),
+                b.upload_one_hour.to_string(),
+            ),
+            (
+                "{direction=\"download\",window=\"1h\"}".into(),
+                b.download_one_hour.to_string(),
+            ),
+        ],
+    );
+    gauge(
+        "grapevine_potential_peers",
+        "Records in the peer database.",
+        "gauge",
+        &[(String::new(), records.len().to_string())],
+    );
+    gauge(
+        "grapevine_head_block_number",
+        "Number of the head block.",
+        "gauge",
+        &[(String::new(), info.head_block_number.to_string())],
+    );
+    gauge(
+        "grapevine_uptime_seconds",
+        "Seconds since the node started.",
+        "counter",
+        &[(String::new(), info.uptime_seconds.to_string())],
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The API's routes over a node's control channel.
+pub fn router(ctl: Ctl) -> Router {
+    Router::new()
+        .route("/info", get(info))
+        .route("/peers", get(peers))
+        .route("/potential-peers", get(potential_peers))
+        .route("/connect", post(connect))
+        .route("/metrics", get(metrics))
+        .with_state(ctl)
+}
+
+/// Binds the API and serves it until the node stops. Returns the bound address.
+pub async fn serve(addr: SocketAddr, ctl: Ctl) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(ctl.clone());
+    tokio::spawn(async move {
+        let stopped = async move { ctl.closed().await };
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await;
+    });
+    Ok(bound)
+}

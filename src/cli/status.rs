@@ -1,0 +1,141 @@
+//! `grapevine info` and `grapevine peers`: the status API as tables for a person.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::CliError;
+
+/// Where `info` and `peers` look for the API when not told.
+pub const DEFAULT_RPC_ENDPOINT: &str = "127.0.0.1:8090";
+/// How long to wait for the API.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read from the API.
+const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// GETs `path` from the API and parses the JSON body.
+pub fn get_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> {
+    let mut s = TcpStream::connect_timeout(&endpoint, TIMEOUT)
+        .map_err(|e| CliError(format!("cannot reach the status API at {endpoint}: {e}")))?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.take(MAX_RESPONSE).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| CliError("malformed HTTP answer".into()))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(CliError(format!("status API answered {status} for {path}")));
+    }
+    serde_json::from_str(body).map_err(|e| CliError(format!("status API sent bad JSON: {e}")))
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Formats rows as aligned columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.iter().map(|h| h.to_string()).collect(), &mut out);
+    for r in rows {
+        line(r.clone(), &mut out);
+    }
+    out
+}
+
+/// `grapevine info`.
+pub fn info(endpoint: SocketAddr) -> Result<String, CliError> {
+    let v = get_json(endpoint, "/info")?;
+    let c = &v["connections"];
+    let rows = vec![
+        vec!["node_id".into(), cell(&v["node_id"])],
+        vec!["chain_id".into(), cell(&v["chain_id"])],
+        vec!["p2p_endpoint".into(), cell(&v["p2p_endpoint"])],
+        vec!["user_agent".into(), cell(&v["user_agent"])],
+        vec![
+            "connections".into(),
+            format!(
+                "{} active, {} handshaking, {} closing",
+                cell(&c["active"]),
+                cell(&c["handshaking"]),
+                cell(&c["closing"])
+            ),
+        ],
+        vec!["head_block_number".into(), cell(&v["head_block_number"])],
+        vec!["head_block_id".into(), cell(&v["head_block_id"])],
+        vec!["uptime_seconds".into(), cell(&v["uptime_seconds"])],
+    ];
+    Ok(table(&["field", "value"], &rows))
+}
+
+/// `grapevine peers`.
+pub fn peers(endpoint: SocketAddr) -> Result<String, CliError> {
+    let v = get_json(endpoint, "/peers")?;
+    let peers = v.as_array().cloned().unwrap_or_default();
+    let short = |s: String| {
+        if s.len() > 16 {
+            format!("{}…", &s[..16])
+        } else {
+            s
+        }
+    };
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            vec![
+                cell(&p["endpoint"]),
+                cell(&p["direction"]),
+                cell(&p["state"]),
+                short(cell(&p["node_id"])),
+                cell(&p["user_agent"]),
+                cell(&p["round_trip_delay_us"]),
+                cell(&p["clock_offset_us"]),
+                cell(&p["bytes_sent"]),
+                cell(&p["bytes_received"]),
+                cell(&p["firewalled"]),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "endpoint",
+            "direction",
+            "state",
+            "node_id",
+            "user_agent",
+            "rtt_us",
+            "offset_us",
+            "sent",
+            "received",
+            "firewalled",
+        ],
+        &rows,
+    ))
+}
