@@ -30,7 +30,7 @@ pub enum Command {
         msg_type: Option<u32>,
     },
     /// Run a node (until SIGINT or SIGTERM).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show a running node's status (from its --rpc-endpoint).
     Info {
         /// The node's status API.
@@ -56,7 +56,7 @@ pub enum Command {
 /// Runs a parsed command line. Errors are reported by the caller as one line with exit 2.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Info { rpc_endpoint } => {
             print!("{}", status::info(rpc_endpoint)?);
             Ok(())
