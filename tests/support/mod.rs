@@ -1,0 +1,159 @@
+//! Test helpers: nodes started in-process on 127.0.0.1 port 0, and a raw protocol client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use grapevine::crypto::NodeKey;
+use grapevine::node::NodeConfig;
+use grapevine::runtime::{self, NodeHandle, RuntimeConfig};
+use grapevine::wire::Message;
+use grapevine::wire::channel::SecureChannel;
+use grapevine::wire::message::{CORE_PROTOCOL_VERSION, HelloMessage};
+use grapevine::wire::types::{CompactSignatureBytes, IpAddress, NodeId, Sha256};
+use grapevine::wire::variant::{Variant, VariantObject};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
+
+/// A fresh temporary data directory (removed by the caller if it cares).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap();
+    let dir = std::env::temp_dir().join(format!("grapevine-test-{name}-{}", hex::encode(id)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn config(data_dir: PathBuf, seeds: Vec<String>) -> RuntimeConfig {
+    RuntimeConfig {
+        node: NodeConfig {
+            chain_id: CHAIN.parse().unwrap(),
+            ..NodeConfig::default()
+        },
+        data_dir,
+        p2p_endpoint: "127.0.0.1:0".parse().unwrap(),
+        seed_nodes: seeds,
+    }
+}
+
+pub async fn start(config: RuntimeConfig) -> NodeHandle {
+    runtime::start(config).await.expect("node starts")
+}
+
+pub fn addr(h: &NodeHandle) -> SocketAddr {
+    h.p2p_endpoint.expect("listening")
+}
+
+/// Waits (up to `limit` of tokio time) until `f` holds for the node's peers.
+pub async fn wait_for<F>(h: &NodeHandle, limit: Duration, mut f: F) -> bool
+where
+    F: FnMut(&[grapevine::node::PeerInfo]) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(peers) = h.peers().await {
+            if f(&peers) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn active(peers: &[grapevine::node::PeerInfo]) -> usize {
+    peers.iter().filter(|p| p.state == "active").count()
+}
+
+/// A bare protocol client: key exchange, then messages, with no policy of its own.
+pub struct RawPeer {
+    pub stream: TcpStream,
+    pub channel: SecureChannel,
+    pub key: NodeKey,
+}
+
+impl RawPeer {
+    pub async fn connect(addr: SocketAddr) -> RawPeer {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut channel = SecureChannel::new();
+        stream.write_all(channel.our_key()).await.unwrap();
+        let mut buf = [0u8; 64];
+        while !channel.is_established() {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed during key exchange");
+            channel.receive(&buf[..n]).unwrap();
+        }
+        RawPeer {
+            stream,
+            channel,
+            key: NodeKey::generate(),
+        }
+    }
+
+    pub fn hello(&self, chain_id: &str, node_id: NodeId) -> HelloMessage {
+        let digest = self.channel.session_keys().unwrap().hello_digest();
+        let mut user_data = VariantObject::new();
+        user_data.set("node_id", Variant::String(node_id.to_string()));
+        HelloMessage {
+            user_agent: "raw test peer".into(),
+            core_protocol_version: CORE_PROTOCOL_VERSION,
+            inbound_address: IpAddress(0),
+            inbound_port: 0,
+            outbound_port: 0,
+            node_public_key: NodeId(*self.key.public_key()),
+            signed_shared_secret: CompactSignatureBytes(self.key.sign_compact(&digest)),
+            chain_id: chain_id.parse::<Sha256>().unwrap(),
+            user_data,
+        }
+    }
+
+    pub async fn send(&mut self, m: Message) {
+        let mut out = BytesMut::new();
+        self.channel.send(&m, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next message, or None when the socket closes or `limit` passes.
+    pub async fn recv(&mut self, limit: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = self.channel.next_frame().unwrap() {
+                return Some(f.message().unwrap());
+            }
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.channel.receive(&buf[..n]).unwrap();
+        }
+    }
+
+    /// Reads until a message of `msg_type` (returned) or the socket closes.
+    pub async fn recv_type(&mut self, msg_type: u32, limit: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.recv(left).await?;
+            if m.msg_type() == msg_type {
+                return Some(m);
+            }
+        }
+    }
+}
+
+pub fn random_node_id() -> NodeId {
+    let mut id = [0u8; 33];
+    getrandom::fill(&mut id).unwrap();
+    id[0] = 2;
+    NodeId(id)
+}
