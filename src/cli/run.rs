@@ -284,8 +284,10 @@ fn init_logging(level: Option<&str>) -> Result<(), CliError> {
             EnvFilter::new(format!("grapevine={level},warn"))
         }
     };
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
     Ok(())

@@ -1,0 +1,148 @@
+//! `grapevine run` as separate processes: a line of five becomes a mesh; SIGINT exits 0 with
+//! the peer database flushed.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grapevine"));
+    cmd.arg("run")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--p2p-endpoint", &format!("127.0.0.1:{p2p}")])
+        .args(["--rpc-endpoint", &format!("127.0.0.1:{rpc}")])
+        .args(["--chain-id", CHAIN])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(s) = seed {
+        cmd.args(["--seed-node", &format!("127.0.0.1:{s}")]);
+    }
+    Proc(cmd.spawn().expect("grapevine runs"))
+}
+
+fn get(rpc: u16, path: &str) -> Option<Value> {
+    let endpoint = format!("127.0.0.1:{rpc}").parse().unwrap();
+    grapevine::cli::status::get_json(endpoint, path).ok()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap();
+    let d = std::env::temp_dir().join(format!("grapevine-proc-{name}-{}", hex::encode(id)));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn five_nodes_in_a_line_become_a_mesh() {
+    let n = 5;
+    let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let rpc: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let base = temp_dir("mesh");
+    let _procs: Vec<Proc> = (0..n)
+        .map(|i| {
+            let seed = if i == 0 { None } else { Some(p2p[i - 1]) };
+            spawn(&base.join(format!("n{i}")), p2p[i], rpc[i], seed)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let current = (0..n)
+            .map(|i| {
+                get(rpc[i], "/peers")
+                    .and_then(|v| v.as_array().cloned())
+                    .map(|peers| {
+                        peers
+                            .iter()
+                            .filter(|p| p["state"] == "active")
+                            .filter_map(|p| p["node_id"].as_str().map(str::to_string))
+                            .collect::<std::collections::BTreeSet<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        if current.iter().all(|s| s.len() == n - 1) {
+            break current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mesh within 60 s: {current:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Every node's peers are the four others, by node id.
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            get(rpc[i], "/info").unwrap()["node_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j {
+                assert!(last[i].contains(&ids[j]), "node {i} lacks node {j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sigint_exits_zero_with_the_peer_database_flushed() {
+    let dir = temp_dir("sigint");
+    let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());
+    let _a = spawn(&dir.join("a"), p2p_a, rpc_a, None);
+    let mut b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = get(rpc_b, "/info");
+        if info.is_some_and(|i| i["connections"]["active"] == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = b.0.id().to_string();
+    let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+    let code = b.0.wait().unwrap();
+    assert_eq!(code.code(), Some(0));
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("b/p2p/peers.json")).expect("peer database written"),
+    )
+    .unwrap();
+    let a_ep = format!("127.0.0.1:{p2p_a}");
+    assert!(
+        saved
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["endpoint"] == a_ep),
+        "{saved}"
+    );
+}
