@@ -27,7 +27,10 @@ async fn handshake_both_ways() {
     assert!(wait_for(&b, T, |p| active(p) == 1).await);
     let pa = a.peers().await.unwrap();
     assert_eq!(pa[0].direction, "inbound");
-    assert_eq!(pa[0].node_id.as_deref(), Some(b.node_id.to_string().as_str()));
+    assert_eq!(
+        pa[0].node_id.as_deref(),
+        Some(b.node_id.to_string().as_str())
+    );
     let pb = b.peers().await.unwrap();
     assert_eq!(pb[0].direction, "outbound");
     assert_eq!(pb[0].endpoint, addr(&a).to_string());
@@ -44,7 +47,11 @@ async fn different_chain_is_rejected() {
     let m = raw.recv_type(msg_type::CONNECTION_REJECTED, T).await;
     assert_eq!(rejection(m), RejectionReason::DifferentChain);
     // Then the node says goodbye.
-    assert!(raw.recv_type(msg_type::CLOSING_CONNECTION, T).await.is_some());
+    assert!(
+        raw.recv_type(msg_type::CLOSING_CONNECTION, T)
+            .await
+            .is_some()
+    );
     a.shutdown().await;
 }
 
@@ -98,7 +105,10 @@ async fn third_node_learns_the_first_through_address_exchange() {
     let c = start(config(temp_dir("addr-c"), vec![addr(&b).to_string()])).await;
     let a_ep = addr(&a).to_string();
     assert!(
-        wait_for(&c, T, |p| p.iter().any(|x| x.state == "active" && x.endpoint == a_ep)).await,
+        wait_for(&c, T, |p| p
+            .iter()
+            .any(|x| x.state == "active" && x.endpoint == a_ep))
+        .await,
         "c connects to a, which it only heard of from b"
     );
     for h in [c, b, a] {
@@ -142,7 +152,9 @@ async fn closing_handshake_both_ways() {
     let mut raw = RawPeer::connect(addr(&a)).await;
     let h = raw.hello(CHAIN, random_node_id());
     raw.send(Message::Hello(h)).await;
-    raw.recv_type(msg_type::CONNECTION_ACCEPTED, T).await.unwrap();
+    raw.recv_type(msg_type::CONNECTION_ACCEPTED, T)
+        .await
+        .unwrap();
     raw.send(Message::ClosingConnection(
         grapevine::wire::message::ClosingConnectionMessage {
             reason_for_closing: "bye".into(),
@@ -197,9 +209,13 @@ async fn max_connections_holds_and_rejected_dialers_get_addresses() {
                     None => panic!("closed before answering the hello"),
                 }
             };
-            raw.send(Message::AddressRequest(AddressRequestMessage {})).await;
+            raw.send(Message::AddressRequest(AddressRequestMessage {}))
+                .await;
             let addresses = raw.recv_type(msg_type::ADDRESS, T).await;
-            assert!(addresses.is_some(), "every dialer receives an address_message");
+            assert!(
+                addresses.is_some(),
+                "every dialer receives an address_message"
+            );
             (matches!(answer, Message::ConnectionAccepted(_)), raw)
         }));
     }

@@ -55,10 +55,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(peers) = h.peers().await {
-            if f(&peers) {
-                return true;
-            }
+        if let Some(peers) = h.peers().await
+            && f(&peers)
+        {
+            return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
