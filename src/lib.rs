@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cli;
 pub mod crypto;
+pub mod fuzzing;
 pub mod node;
 pub mod peer;
 pub mod runtime;

@@ -1,0 +1,237 @@
+//! The seed corpus, built in memory from `tests/vectors/*.json`.
+//!
+//! `fuzz/src/bin/make_corpus.rs` writes it to `fuzz/corpus/<target>/` for the fuzzer;
+//! `tests/fuzz_replay.rs` replays it directly, so it never depends on that (git-ignored) folder.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::SessionKeys;
+use crate::crypto::key_exchange::{KeyExchange, shared_secret};
+use crate::crypto::keys::secret_from_bytes;
+use crate::wire::channel::FUZZ_EPHEMERAL_SECRET;
+use serde_json::Value;
+
+/// One corpus entry.
+#[derive(Clone, Debug)]
+pub struct Seed {
+    /// File name in the corpus folder.
+    pub name: String,
+    /// The input.
+    pub data: Vec<u8>,
+    /// What the target should return for it, where that is known: frames for
+    /// `frame_decoder`, messages for `handshake`.
+    pub expect: Option<usize>,
+}
+
+/// Error loading the vectors.
+pub type LoadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `tests/vectors` of the grapevine source tree this was built from.
+pub fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn load(name: &str) -> Result<Value, LoadError> {
+    let path = vectors_dir().join(name);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, LoadError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("vector lacks string field {key}").into())
+}
+
+fn hex_field(v: &Value, key: &str) -> Result<Vec<u8>, LoadError> {
+    Ok(hex::decode(str_field(v, key)?)?)
+}
+
+fn u32_field(v: &Value, key: &str) -> Result<u32, LoadError> {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("vector lacks u32 field {key}").into())
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> Result<&'a [Value], LoadError> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .ok_or_else(|| format!("vector lacks array {key}").into())
+}
+
+/// A message of the vectors: its name, type and data, and its plaintext frame.
+struct VectorMessage {
+    name: String,
+    msg_type: u32,
+    data: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+/// The messages of messages.json, then every frame of every live session.
+fn vector_messages() -> Result<Vec<VectorMessage>, LoadError> {
+    let mut out = Vec::new();
+    let messages = load("messages.json")?;
+    for m in array(&messages, "messages")? {
+        out.push(VectorMessage {
+            name: str_field(m, "name")?.to_owned(),
+            msg_type: u32_field(m, "type_id")?,
+            data: hex_field(m, "data_hex")?,
+            frame: hex_field(m, "framed_hex")?,
+        });
+    }
+    for (s, session) in live_sessions()?.iter().enumerate() {
+        for (i, f) in array(session, "frames")?.iter().enumerate() {
+            out.push(VectorMessage {
+                name: format!("live{s}-{i:02}-{}", str_field(f, "name")?),
+                msg_type: u32_field(f, "type")?,
+                data: hex_field(f, "body_hex")?,
+                frame: hex_field(f, "plaintext_frame_hex")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn live_sessions() -> Result<Vec<Value>, LoadError> {
+    Ok(array(&load("live_sessions.json")?, "sessions")?.to_vec())
+}
+
+fn key32(hex_str: &str) -> Result<[u8; 32], LoadError> {
+    hex::decode(hex_str)?
+        .try_into()
+        .map_err(|_| "expected 32 bytes".into())
+}
+
+/// What a peer whose ephemeral secret is `peer_secret` sends to the fuzzing channel: its
+/// public key, then `frames` encrypted with the keys it shares with
+/// [`FUZZ_EPHEMERAL_SECRET`].
+pub fn encrypted_stream(peer_secret: &[u8; 32], frames: &[&[u8]]) -> Result<Vec<u8>, LoadError> {
+    let peer = KeyExchange::with_secret(secret_from_bytes(peer_secret)?);
+    let ours = KeyExchange::with_secret(secret_from_bytes(&FUZZ_EPHEMERAL_SECRET)?);
+    let secret = secret_from_bytes(peer_secret)?;
+    let keys = SessionKeys::from_shared_secret(shared_secret(&secret, ours.our_public_key())?);
+    let mut encrypt = keys.encryptor();
+    let mut out = peer.our_public_key().to_vec();
+    for frame in frames {
+        let start = out.len();
+        out.extend_from_slice(frame);
+        encrypt.apply(&mut out[start..])?;
+    }
+    Ok(out)
+}
+
+/// The seeds of the target called `target` (one of [`crate::TARGETS`]).
+pub fn corpus(target: &str) -> Result<Vec<Seed>, LoadError> {
+    let messages = vector_messages()?;
+    let mut seeds = Vec::new();
+    match target {
+        "frame_decoder" => {
+            for m in &messages {
+                let mut data = vec![15u8];
+                data.extend_from_slice(&m.frame);
+                seeds.push(Seed {
+                    name: m.name.clone(),
+                    data,
+                    expect: Some(1),
+                });
+            }
+            // All frames back to back, arriving in chunks of 1, 16 and 256 bytes.
+            let all: Vec<u8> = messages.iter().flat_map(|m| m.frame.clone()).collect();
+            for step in [0u8, 15, 255] {
+                let mut data = vec![step];
+                data.extend_from_slice(&all);
+                seeds.push(Seed {
+                    name: format!("all-frames-step{}", u16::from(step) + 1),
+                    data,
+                    expect: Some(messages.len()),
+                });
+            }
+        }
+        "message_decode" => {
+            for m in &messages {
+                let mut data = m.msg_type.to_le_bytes().to_vec();
+                data.extend_from_slice(&m.data);
+                seeds.push(Seed {
+                    name: m.name.clone(),
+                    data,
+                    expect: None,
+                });
+            }
+        }
+        "raw_roundtrip" => {
+            for m in messages
+                .iter()
+                .filter(|m| super::CORE_TYPES.contains(&m.msg_type))
+            {
+                let sel = u8::try_from(m.msg_type - super::CORE_TYPES.start())?;
+                let mut data = vec![sel];
+                data.extend_from_slice(&m.data);
+                seeds.push(Seed {
+                    name: m.name.clone(),
+                    data,
+                    expect: None,
+                });
+            }
+        }
+        "handshake" => {
+            for (s, session) in live_sessions()?.iter().enumerate() {
+                let frames = array(session, "frames")?;
+                // The session's frames, re-encrypted as the client would send them to a node
+                // whose ephemeral key is the fuzzing one.
+                let plain: Vec<Vec<u8>> = frames
+                    .iter()
+                    .map(|f| hex_field(f, "plaintext_frame_hex"))
+                    .collect::<Result<_, _>>()?;
+                let plain: Vec<&[u8]> = plain.iter().map(Vec::as_slice).collect();
+                let peer = key32(str_field(session, "client_ephemeral_private_key")?)?;
+                seeds.push(Seed {
+                    name: format!("live{s}-reencrypted"),
+                    data: encrypted_stream(&peer, &plain)?,
+                    expect: Some(plain.len()),
+                });
+                // The key alone, and the first frame only.
+                seeds.push(Seed {
+                    name: format!("live{s}-first-frame"),
+                    data: encrypted_stream(&peer, &plain[..1])?,
+                    expect: Some(1),
+                });
+                // The client's bytes as recorded: a valid key, ciphertext under another key.
+                let mut data = hex_field(session, "client_ephemeral_public_key")?;
+                for f in frames
+                    .iter()
+                    .filter(|f| f.get("dir").and_then(Value::as_str) == Some("client_to_server"))
+                {
+                    data.extend_from_slice(&hex_field(f, "ciphertext_hex")?);
+                }
+                seeds.push(Seed {
+                    name: format!("live{s}-recorded-client"),
+                    data,
+                    expect: None,
+                });
+            }
+            // The handshake pairs' keys, sending every message of messages.json.
+            let crypto = load("crypto.json")?;
+            let frames: Vec<&[u8]> = messages
+                .iter()
+                .filter(|m| !m.name.starts_with("live"))
+                .map(|m| m.frame.as_slice())
+                .collect();
+            for pair in array(&crypto, "pairs")? {
+                let name = str_field(pair, "name")?;
+                for side in ["a", "b"] {
+                    let secret = key32(str_field(pair, &format!("{side}_ephemeral_private_key"))?)?;
+                    seeds.push(Seed {
+                        name: format!("{name}-{side}-messages"),
+                        data: encrypted_stream(&secret, &frames)?,
+                        expect: Some(frames.len()),
+                    });
+                }
+            }
+        }
+        other => return Err(format!("no fuzz target called {other}").into()),
+    }
+    Ok(seeds)
+}

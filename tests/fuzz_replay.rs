@@ -1,0 +1,107 @@
+//! Replays every fuzz target's seed corpus (built from the vectors) as ordinary tests.
+
+use grapevine::fuzzing::seeds::{Seed, corpus};
+use grapevine::fuzzing::*;
+use grapevine::wire::frame::MAX_MESSAGE_SIZE;
+
+mod replay {
+    use super::*;
+
+    fn seeds_of(target: &str) -> Vec<Seed> {
+        let seeds = corpus(target).expect("the vectors load");
+        assert!(!seeds.is_empty(), "no seeds for {target}");
+        seeds
+    }
+
+    #[test]
+    fn every_target_has_seeds_and_runs_them() {
+        for target in TARGETS {
+            for seed in seeds_of(target) {
+                run(target, &seed.data);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_decoder_seeds_yield_their_frames() {
+        for seed in seeds_of("frame_decoder") {
+            let expected = seed
+                .expect
+                .expect("frame seeds say how many frames they hold");
+            assert_eq!(frame_decoder(&seed.data), expected, "seed {}", seed.name);
+        }
+    }
+
+    #[test]
+    fn message_decode_seeds_decode_and_round_trip() {
+        for seed in seeds_of("message_decode") {
+            assert!(
+                message_decode(&seed.data),
+                "seed {} did not decode",
+                seed.name
+            );
+        }
+    }
+
+    #[test]
+    fn raw_roundtrip_seeds_decode_and_round_trip() {
+        let mut types = std::collections::BTreeSet::new();
+        for seed in seeds_of("raw_roundtrip") {
+            assert!(
+                raw_roundtrip(&seed.data),
+                "seed {} did not decode",
+                seed.name
+            );
+            types.insert(core_type_of(seed.data[0]));
+        }
+        assert_eq!(
+            types.len(),
+            CORE_TYPES.count(),
+            "every core type has a seed"
+        );
+    }
+
+    #[test]
+    fn handshake_seeds_complete_the_exchange() {
+        let mut keyed = 0;
+        for seed in seeds_of("handshake") {
+            let got = handshake(&seed.data);
+            if let Some(expected) = seed.expect {
+                assert_eq!(got, Some(expected), "seed {}", seed.name);
+                keyed += 1;
+            }
+        }
+        assert!(
+            keyed > 0,
+            "some handshake seeds are encrypted to the fuzzing key"
+        );
+    }
+
+    #[test]
+    fn hostile_inputs_are_handled() {
+        // An oversized header, with every chunk size.
+        let mut oversized = vec![0u8];
+        oversized.extend_from_slice(&(MAX_MESSAGE_SIZE as u32 + 1).to_le_bytes());
+        oversized.extend_from_slice(&5006u32.to_le_bytes());
+        for step in [0u8, 3, 255] {
+            oversized[0] = step;
+            assert_eq!(frame_decoder(&oversized), 0);
+        }
+        // A header declaring the maximum, and no body.
+        let mut max = vec![1u8];
+        max.extend_from_slice(&(MAX_MESSAGE_SIZE as u32).to_le_bytes());
+        max.extend_from_slice(&1001u32.to_le_bytes());
+        assert_eq!(frame_decoder(&max), 0);
+        for target in TARGETS {
+            for input in [&[][..], &[0], &[0xff; 3], &[0; 40], &[0xff; 100]] {
+                run(target, input);
+            }
+        }
+        // A block message too short for its id, an unknown type.
+        assert!(!message_decode(&[0xe9, 0x03, 0, 0, 1, 2, 3]));
+        assert!(message_decode(&[0x39, 0x05, 0, 0, 1, 2, 3]));
+        // Junk instead of a public key.
+        assert_eq!(handshake(&[0u8; 40]), None);
+        assert_eq!(handshake(&[]), Some(0));
+    }
+}
