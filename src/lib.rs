@@ -13,6 +13,7 @@
 //! - [`cli`]: the `grapevine` command line.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod crypto;
 pub mod fuzzing;

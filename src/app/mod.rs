@@ -1,0 +1,126 @@
+//! The application boundary: what the node asks of the chain it relays.
+//!
+//! [`Delegate`] is the Rust counterpart of the reference's `node_delegate`, reduced to what the
+//! node needs. The node calls it from its own task, synchronously, in the order items must be
+//! applied. [`relay_store::RelayStore`] is the default application `grapevine run` uses.
+
+pub mod relay_store;
+
+use crate::node::ChainHead;
+use crate::wire::message::ItemId;
+use crate::wire::types::{BlockId, Sha256, TimePoint};
+
+/// Why the application refused an item. [`DelegateError::blames_peer`] tells the node whether
+/// the peer that sent it misbehaved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DelegateError {
+    /// The item is invalid: whoever sent it is at fault.
+    #[error("invalid item: {0}")]
+    Invalid(String),
+    /// The item may be fine but cannot be used (yet), e.g. an expired transaction.
+    #[error("item not usable: {0}")]
+    Unusable(String),
+    /// Our own failure (disk, database): nobody else is to blame.
+    #[error("local failure: {0}")]
+    Local(String),
+}
+
+impl DelegateError {
+    /// Whether the peer that sent the item should be disconnected for it.
+    pub fn blames_peer(&self) -> bool {
+        matches!(self, DelegateError::Invalid(_))
+    }
+}
+
+/// What became of a block handed to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// Accepted. `linked` lists the ids of blocks that joined the chain with it, this one
+    /// first, then any held descendants that now link.
+    Accepted { linked: Vec<BlockId> },
+    /// Valid but its parent is unknown: held until the parent arrives. Never the peer's fault.
+    Held,
+    /// Already known.
+    Duplicate,
+}
+
+/// What the node needs from a chain.
+pub trait Delegate: Send {
+    /// The chain this application serves.
+    fn chain_id(&self) -> Sha256;
+
+    /// Seconds between blocks (sets inactivity timeouts).
+    fn block_interval_secs(&self) -> i64 {
+        5
+    }
+
+    /// The head block.
+    fn head(&self) -> ChainHead;
+
+    /// Whether the item is known. For blocks `item_hash` may be the block id or the inventory
+    /// hash (ripemd160 of the block message).
+    fn has_item(&self, item: &ItemId) -> bool;
+
+    /// The message data of a known item (trx message data, or block message data including
+    /// the trailing block id).
+    fn get_item(&self, item: &ItemId) -> Option<Vec<u8>>;
+
+    /// Applies blocks (block message data) in order. One answer per block; `sync_mode` says
+    /// they come from a blockchain sync rather than live gossip.
+    fn handle_blocks(
+        &mut self,
+        blocks: &[Vec<u8>],
+        sync_mode: bool,
+    ) -> Vec<Result<BlockOutcome, DelegateError>>;
+
+    /// Applies a transaction (trx message data).
+    fn handle_transaction(&mut self, data: &[u8], now: TimePoint) -> Result<(), DelegateError>;
+
+    /// Block ids after the last block of `synopsis` we share, starting with that block, at most
+    /// `limit` of them, and how many more follow. An empty synopsis means from block 1.
+    fn block_ids_after(&self, synopsis: &[BlockId], limit: usize) -> (Vec<BlockId>, u32);
+
+    /// Our blockchain synopsis: ids of blocks on our chain, oldest first, ending at the head,
+    /// dense near the head and sparse further back.
+    fn blockchain_synopsis(&self) -> Vec<BlockId>;
+
+    /// Drops what has expired (e.g. transactions past their expiration).
+    fn prune(&mut self, _now: TimePoint) {}
+}
+
+/// The synopsis numbers for a chain whose head is `head`: head, head-1, head-3, head-7, …,
+/// down to 1, oldest first.
+pub fn synopsis_numbers(head: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut step = 1u32;
+    let mut n = head;
+    while n >= 1 {
+        out.push(n);
+        if n <= step {
+            break;
+        }
+        n -= step;
+        step = step.saturating_mul(2);
+    }
+    if out.last() != Some(&1) && head >= 1 {
+        out.push(1);
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synopsis_is_dense_near_the_head() {
+        assert_eq!(synopsis_numbers(0), Vec::<u32>::new());
+        assert_eq!(synopsis_numbers(1), vec![1]);
+        assert_eq!(synopsis_numbers(10), vec![1, 3, 7, 9, 10]);
+        let s = synopsis_numbers(1_000_000);
+        assert!(s.len() < 25);
+        assert_eq!(s.first(), Some(&1));
+        assert_eq!(s.last(), Some(&1_000_000));
+    }
+}
