@@ -120,3 +120,30 @@ impl NodeConfig {
         self.active_inactivity_timeout_us() / 2
     }
 }
+
+/// Items remembered per peer, each way (the reference's inventory limit, 120 180).
+pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
+/// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
+pub const INVENTORY_MEMORY_US: i64 = 2 * 60 * SECOND_US;
+/// Items asked of one peer per fetch pass in normal operation
+/// (GRAPHENE_NET_MAX_ITEMS_PER_PEER_DURING_NORMAL_OPERATION).
+pub const MAX_ITEMS_PER_PEER_PER_PASS: usize = 1;
+/// Items waiting to be fetched, in all (bounds memory against inventory floods).
+pub const MAX_ITEMS_TO_FETCH: usize = 200_000;
+/// A failed item is not fetched again for this long.
+pub const RECENTLY_FAILED_US: i64 = 15 * 60 * SECOND_US;
+/// Items a peer may have waiting to be served before it is dropped.
+pub const MAX_SERVE_QUEUE: usize = 10_000;
+/// Block ids per blockchain_item_ids_inventory (the delegate's get_block_ids limit).
+pub const SYNC_ID_BATCH: usize = 2000;
+/// Keep asking a peer for ids until this many are queued (GRAPHENE_NET_MIN_BLOCK_IDS_TO_PREFETCH).
+pub const MIN_BLOCK_IDS_TO_PREFETCH: usize = 10_000;
+/// Sync blocks in flight per peer (GRAPHENE_NET_MAX_BLOCKS_PER_PEER_DURING_SYNCING).
+pub const MAX_SYNC_BLOCKS_PER_PEER: usize = 200;
+/// Sync blocks received and waiting to be applied before fetching pauses
+/// (MAX_SYNC_BLOCKS_TO_PREFETCH).
+pub const MAX_SYNC_BLOCKS_TO_PREFETCH: usize = 2000;
+/// Sync blocks handed to the application in one batch (MAX_BLOCKS_TO_HANDLE_AT_ONCE).
+pub const MAX_BLOCKS_TO_HANDLE_AT_ONCE: usize = 200;
+/// How often expired transactions are pruned from the application.
+pub const PRUNE_INTERVAL_US: i64 = 60 * SECOND_US;

@@ -18,13 +18,16 @@
 pub mod bandwidth;
 pub mod config;
 mod firewall;
+mod items;
 pub mod sim;
+mod sync;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use tracing::{debug, info, warn};
 
+use crate::app::Delegate;
 use crate::crypto::NodeKey;
 use crate::peer::{ConnectionList, OurHelloState, PeerHello, PeerId, PeerState, TheirHelloState};
 use crate::store::peer_db::{Disposition, PeerDatabase, PeerRecord};
@@ -39,6 +42,7 @@ use crate::wire::variant::{Variant, VariantObject};
 use bandwidth::BandwidthMonitor;
 use config::*;
 pub use config::{AdvertiseAlgorithm, NodeConfig};
+pub use sync::SyncProgress;
 
 /// What the runtime must do for the node.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +78,21 @@ pub struct Node {
     seeds: Vec<Endpoint>,
     commands: VecDeque<Command>,
     started_at: TimePoint,
-    head: ChainHead,
+    delegate: Box<dyn Delegate>,
+    new_inventory: Vec<ItemId>,
+    items_to_fetch: HashMap<ItemId, TimePoint>,
+    requested_items: HashMap<ItemId, PeerId>,
+    recently_failed: HashMap<ItemId, TimePoint>,
+    sync_received: BTreeMap<u32, (BlockId, Vec<u8>, PeerId)>,
+    active_sync_requests: HashMap<BlockId, PeerId>,
+    sync_target: u32,
+    bodies_received: u64,
+    duplicate_bodies: u64,
+    blocks_applied_total: u64,
+    rate_window_start: TimePoint,
+    rate_window_blocks: u64,
+    blocks_per_second: f64,
+    next_prune: i64,
     next_connect: i64,
     next_terminate: i64,
     next_peer_list_refresh: i64,
@@ -99,6 +117,14 @@ pub struct NodeInfo {
     pub head_block_number: u32,
     pub head_block_id: String,
     pub uptime_seconds: i64,
+    pub head_block_time: String,
+    pub syncing: bool,
+    pub sync_target_block: u32,
+    pub blocks_per_second: f64,
+    /// Trx and block bodies received from peers.
+    pub items_received: u64,
+    /// Bodies received for items we already had (gossip waste; should stay 0).
+    pub duplicate_items_received: u64,
     pub firewalled: String,
     pub bandwidth: bandwidth::Rates,
 }
@@ -148,13 +174,16 @@ fn wire_size(message: &Message) -> usize {
 impl Node {
     /// A node with its identity, settings and saved peer database.
     pub fn new(
-        config: NodeConfig,
+        mut config: NodeConfig,
         key: NodeKey,
         node_id: NodeId,
         db: PeerDatabase,
+        delegate: Box<dyn Delegate>,
         now: TimePoint,
     ) -> Self {
         let t = now.0;
+        config.block_interval_secs = delegate.block_interval_secs();
+        let head = delegate.head().number;
         Self {
             config,
             key,
@@ -167,7 +196,21 @@ impl Node {
             seeds: Vec::new(),
             commands: VecDeque::new(),
             started_at: now,
-            head: ChainHead::default(),
+            delegate,
+            new_inventory: Vec::new(),
+            items_to_fetch: HashMap::new(),
+            requested_items: HashMap::new(),
+            recently_failed: HashMap::new(),
+            sync_received: BTreeMap::new(),
+            active_sync_requests: HashMap::new(),
+            sync_target: head,
+            bodies_received: 0,
+            duplicate_bodies: 0,
+            blocks_applied_total: 0,
+            rate_window_start: now,
+            rate_window_blocks: 0,
+            blocks_per_second: 0.0,
+            next_prune: t + PRUNE_INTERVAL_US,
             next_connect: t,
             next_terminate: t + TERMINATE_CHECK_INTERVAL_US,
             next_peer_list_refresh: t + PEER_LIST_REFRESH_US,
@@ -226,9 +269,21 @@ impl Node {
         self.listen_endpoint = Some(endpoint);
     }
 
-    /// Updates the chain head reported in hello.
-    pub fn set_head(&mut self, head: ChainHead) {
-        self.head = head;
+    /// The application.
+    pub fn delegate(&self) -> &dyn Delegate {
+        self.delegate.as_ref()
+    }
+
+    /// An item from the application, by inventory hash or (for blocks) block id.
+    pub fn get_item(&self, hash: &crate::wire::types::ItemHash) -> Option<(u32, Vec<u8>)> {
+        [msg_type::BLOCK, msg_type::TRX].into_iter().find_map(|t| {
+            self.delegate
+                .get_item(&ItemId {
+                    item_type: t,
+                    item_hash: *hash,
+                })
+                .map(|d| (t, d))
+        })
     }
 
     /// The next command for the runtime.
@@ -371,6 +426,7 @@ impl Node {
             p.queued_bytes = p.queued_bytes.saturating_sub(bytes);
         }
         self.bandwidth.sent(bytes as u64);
+        self.serve_items(peer, now);
     }
 
     /// The peer sent bytes that are not a valid frame or message: the reference drops such a
@@ -396,6 +452,13 @@ impl Node {
                 self.db.update(&ep, |r| r.last_error = Some(err.clone()));
             }
         }
+        for item in p.items_requested.keys() {
+            self.requeue_item(*item, peer, now);
+        }
+        self.release_sync_requests(p.sync.requested.keys().copied(), now);
+        if !p.items_requested.is_empty() {
+            self.fetch_items(now);
+        }
         if let Some(check) = p.firewall_check
             && check.requesting_peer.is_some()
         {
@@ -407,6 +470,15 @@ impl Node {
     }
 
     // ----- sending and closing ---------------------------------------------------------------
+
+    /// Queues a message without the queue-size check: for items served from the serve queue,
+    /// which only grows the queue while it is below half the limit.
+    fn send_unchecked(&mut self, peer: PeerId, message: Message, _now: TimePoint) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.queued_bytes += wire_size(&message);
+            self.commands.push_back(Command::Send { peer, message });
+        }
+    }
 
     fn send(&mut self, peer: PeerId, message: Message, now: TimePoint) {
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -521,6 +593,7 @@ impl Node {
 
     /// The user_data fields a real node sends, in its order.
     pub fn hello_user_data(&self) -> VariantObject {
+        let head = self.delegate.head();
         let mut d = VariantObject::new();
         d.set(
             "fc_git_revision_sha",
@@ -535,15 +608,15 @@ impl Node {
         d.set("node_id", Variant::String(self.node_id.to_string()));
         d.set(
             "last_known_block_hash",
-            Variant::String(self.head.block_id.to_string()),
+            Variant::String(head.block_id.to_string()),
         );
         d.set(
             "last_known_block_number",
-            Variant::Uint64(self.head.number.into()),
+            Variant::Uint64(head.number.into()),
         );
         d.set(
             "last_known_block_time",
-            Variant::String(self.head.time.to_string()),
+            Variant::String(head.time.to_string()),
         );
         d
     }
@@ -963,6 +1036,7 @@ impl Node {
             Vec::new()
         };
         self.send_time_request(peer, now);
+        self.start_sync(peer, now);
         for ep in dial_back {
             if !self.add_once.contains(&ep) {
                 self.add_once.push(ep);
@@ -997,6 +1071,7 @@ impl Node {
             return;
         };
         p.last_received_at = now;
+        p.last_message_at = now;
         if p.we_requested_close
             && !matches!(message, Message::Hello(_) | Message::ClosingConnection(_))
         {
@@ -1037,7 +1112,7 @@ impl Node {
             Message::CheckFirewallReply(m) => self.on_check_firewall_reply(peer, m, now),
             Message::GetCurrentConnectionsRequest(_) => self.on_get_current_connections(peer, now),
             Message::GetCurrentConnectionsReply(_) => {}
-            Message::FetchBlockchainItemIds(_) => {
+            Message::FetchBlockchainItemIds(m) => {
                 if !accepted {
                     self.disconnect(
                         peer,
@@ -1047,19 +1122,7 @@ impl Node {
                     );
                     return;
                 }
-                // This node keeps no chain yet: nothing after any synopsis.
-                let reply = BlockchainItemIdsInventoryMessage {
-                    total_remaining_item_count: 0,
-                    item_type: msg_type::BLOCK,
-                    item_hashes_available: Vec::new(),
-                };
-                self.send(peer, Message::BlockchainItemIdsInventory(reply), now);
-                if let Some(p) = self.peers.get(&peer)
-                    && p.direction == Direction::Inbound
-                    && p.our_state == OurHelloState::Accepted
-                {
-                    self.activate(peer, now);
-                }
+                self.on_fetch_blockchain_item_ids(peer, m, now);
             }
             Message::FetchItems(m) => {
                 if !accepted {
@@ -1071,17 +1134,9 @@ impl Node {
                     );
                     return;
                 }
-                for hash in m.items_to_fetch {
-                    let reply = ItemNotAvailableMessage {
-                        requested_item: ItemId {
-                            item_type: m.item_type,
-                            item_hash: hash,
-                        },
-                    };
-                    self.send(peer, Message::ItemNotAvailable(reply), now);
-                }
+                self.on_fetch_items(peer, m, now);
             }
-            Message::ItemIdsInventory(_) => {
+            Message::ItemIdsInventory(m) => {
                 if !accepted {
                     self.disconnect(
                         peer,
@@ -1089,20 +1144,15 @@ impl Node {
                         false,
                         now,
                     );
+                    return;
                 }
+                self.on_item_ids_inventory(peer, m, now);
             }
-            Message::BlockchainItemIdsInventory(_) | Message::ItemNotAvailable(_) => {
-                debug!("ignoring a reply to a request we did not make");
+            Message::BlockchainItemIdsInventory(m) => {
+                self.on_blockchain_item_ids_inventory(peer, m, now)
             }
-            Message::Block(_) => {
-                self.disconnect(peer, "You sent me a block that I didn't ask for", true, now)
-            }
-            Message::Trx(_) => self.disconnect(
-                peer,
-                "You sent me a message that I didn't request",
-                true,
-                now,
-            ),
+            Message::ItemNotAvailable(m) => self.on_item_not_available(peer, m.requested_item, now),
+            m @ (Message::Block(_) | Message::Trx(_)) => self.on_item(peer, m, now),
             m @ Message::Unknown { .. } => {
                 if !m.is_ignorable_unknown() {
                     self.disconnect(
@@ -1141,6 +1191,7 @@ impl Node {
                 self.next_peer_list_refresh,
                 self.next_seed_retry,
                 self.next_db_save,
+                self.next_prune,
                 self.bandwidth.next_tick(),
             ]
             .into_iter()
@@ -1162,8 +1213,16 @@ impl Node {
         }
         if t >= self.next_terminate {
             self.terminate_inactive_connections(now);
+            self.expire_inventory(now);
+            self.fetch_items(now);
+            self.fetch_sync_items(now);
             self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
         }
+        if t >= self.next_prune {
+            self.delegate.prune(now);
+            self.next_prune = t + PRUNE_INTERVAL_US;
+        }
+        self.advertise_inventory(now);
         if t >= self.next_seed_retry {
             let alone = self.connection_counts().active == 0;
             for s in self.seeds.clone() {
@@ -1281,7 +1340,18 @@ impl Node {
                 }
                 ConnectionList::Active => {
                     let silent = t - p.last_heard().0;
-                    if silent >= inactivity {
+                    let overdue =
+                        |sent: TimePoint| t - p.request_clock(sent).0 >= REQUEST_TIMEOUT_US;
+                    let stalled = p.items_requested.values().any(|s| overdue(*s))
+                        || p.sync
+                            .ids_request
+                            .as_ref()
+                            .is_some_and(|(_, s)| overdue(*s))
+                        || (!p.sync.requested.is_empty() && overdue(p.sync.last_item_received));
+                    if stalled {
+                        info!(endpoint = %p.remote_endpoint, "request timed out; dropping the peer");
+                        forcible.push(p.id);
+                    } else if silent >= inactivity {
                         gentle.push(p.id);
                     } else if silent >= keepalive && t - p.last_keepalive_at.0 >= keepalive {
                         keepalives.push(p.id);
@@ -1346,9 +1416,15 @@ impl Node {
             p2p_endpoint: self.listen_endpoint.map(|e| e.to_string()),
             user_agent: self.config.user_agent.clone(),
             connections: self.connection_counts(),
-            head_block_number: self.head.number,
-            head_block_id: self.head.block_id.to_string(),
+            head_block_number: self.delegate.head().number,
+            head_block_id: self.delegate.head().block_id.to_string(),
             uptime_seconds: (now.0 - self.started_at.0) / SECOND_US,
+            head_block_time: self.delegate.head().time.to_string(),
+            syncing: self.sync_progress().syncing,
+            sync_target_block: self.sync_progress().sync_target_block,
+            blocks_per_second: self.blocks_per_second,
+            items_received: self.bodies_received,
+            duplicate_items_received: self.duplicate_bodies,
             firewalled: self.firewalled.name(),
             bandwidth: self.bandwidth.rates(),
         }

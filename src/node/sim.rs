@@ -84,7 +84,16 @@ impl SimNet {
         db: PeerDatabase,
     ) -> usize {
         let i = self.nodes.len();
-        let mut node = Node::new(config, NodeKey::generate(), node_id, db, self.now);
+        let store = crate::app::relay_store::RelayStore::in_memory(config.chain_id)
+            .expect("an in-memory store opens");
+        let mut node = Node::new(
+            config,
+            NodeKey::generate(),
+            node_id,
+            db,
+            Box::new(store),
+            self.now,
+        );
         node.set_listen_endpoint(listen_endpoint(i));
         self.listening.insert(listen_endpoint(i), i);
         self.nodes.push(node);

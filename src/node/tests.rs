@@ -463,3 +463,222 @@ fn get_current_connections_is_answered() {
     assert_eq!(r.current_connections.len(), 1);
     assert_eq!(r.current_connections[0].node_id, test_node_id(1));
 }
+
+// ----- items and sync -----------------------------------------------------------------------
+
+use crate::app::relay_store::make_test_chain;
+use crate::wire::types::Ripemd160;
+
+/// A valid transaction (the vector's, with `i` in its ref_block_prefix so each is distinct).
+fn trx(i: u32) -> Vec<u8> {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/vectors/messages.json")).unwrap();
+    let mut data = hex::decode(v["messages"][0]["data_hex"].as_str().unwrap()).unwrap();
+    data[2..6].copy_from_slice(&i.to_le_bytes());
+    // Expires long after the simulated clock.
+    data[6..10].copy_from_slice(&2_000_000_000u32.to_le_bytes());
+    data
+}
+
+fn has(net: &SimNet, i: usize, item_type: u32, data: &[u8]) -> bool {
+    net.nodes[i].delegate().has_item(&ItemId {
+        item_type,
+        item_hash: crate::wire::message::message_hash(data),
+    })
+}
+
+fn connect(net: &mut SimNet, from: usize, to: usize) {
+    let now = net.now;
+    net.nodes[from].add_node(listen_endpoint(to), now);
+    net.advance(1);
+}
+
+fn line(n: usize) -> SimNet {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    for k in 0..n {
+        net.add_node(c.clone(), test_node_id(k as u8 + 1));
+    }
+    for k in 1..n {
+        connect(&mut net, k, k - 1);
+    }
+    net
+}
+
+#[test]
+fn a_transaction_crosses_a_line_of_three() {
+    let mut net = line(3);
+    let t = trx(1);
+    let now = net.now;
+    net.nodes[0]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .unwrap();
+    net.pump();
+    net.advance(SECOND_US);
+    assert!(has(&net, 2, msg_type::TRX, &t));
+    // Each hop fetched it once, and nobody advertised it back to its source.
+    assert_eq!(net.sent(1, 0, msg_type::ITEM_IDS_INVENTORY).len(), 0);
+    assert_eq!(net.sent(1, 2, msg_type::ITEM_IDS_INVENTORY).len(), 1);
+}
+
+#[test]
+fn every_node_of_a_random_graph_gets_each_body_exactly_once() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let n = 10;
+    for k in 0..n {
+        net.add_node(c.clone(), test_node_id(k as u8 + 1));
+    }
+    // A ring plus seeded random chords: connected, with many paths.
+    let mut seed = 0x1234_5678u64;
+    for k in 0..n {
+        connect(&mut net, k, (k + 1) % n);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let other = (seed % n as u64) as usize;
+        if other != k && other != (k + 1) % n && (other + 1) % n != k {
+            connect(&mut net, k, other);
+        }
+    }
+    let items: Vec<Vec<u8>> = (0..20).map(trx).collect();
+    for (i, t) in items.iter().enumerate() {
+        let now = net.now;
+        net.nodes[i % n]
+            .broadcast(msg_type::TRX, t.clone(), now)
+            .unwrap();
+        net.pump();
+    }
+    net.advance(5 * SECOND_US);
+    for k in 0..n {
+        for t in &items {
+            assert!(has(&net, k, msg_type::TRX, t), "node {k} lacks an item");
+        }
+        let info = net.nodes[k].info(net.now);
+        assert_eq!(
+            info.duplicate_items_received, 0,
+            "node {k} got a body twice"
+        );
+    }
+    // Bodies delivered in all = items × (nodes − 1): exactly once per node.
+    let bodies = net
+        .trace
+        .iter()
+        .filter(|d| d.message.msg_type() == msg_type::TRX)
+        .count();
+    assert_eq!(bodies, items.len() * (n - 1));
+}
+
+#[test]
+fn a_late_node_syncs_from_two_peers_in_parallel_then_serves_a_fourth() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let b = net.add_node(c.clone(), test_node_id(2));
+    let blocks = make_test_chain(Ripemd160::default(), 2000, 1_600_000_000);
+    for i in [a, b] {
+        let now = net.now;
+        for blk in &blocks {
+            net.nodes[i]
+                .broadcast(msg_type::BLOCK, blk.clone(), now)
+                .unwrap();
+        }
+        assert_eq!(net.nodes[i].delegate().head().number, 2000);
+    }
+    let late = net.add_node(c.clone(), test_node_id(3));
+    // Both connections come up before any block moves.
+    let now = net.now;
+    net.nodes[late].add_node(listen_endpoint(a), now);
+    net.nodes[late].add_node(listen_endpoint(b), now);
+    net.advance(10 * SECOND_US);
+    assert_eq!(net.nodes[late].delegate().head().number, 2000);
+    let from_a = net.sent(a, late, msg_type::BLOCK).len();
+    let from_b = net.sent(b, late, msg_type::BLOCK).len();
+    assert!(
+        from_a > 0 && from_b > 0,
+        "both peers served blocks: {from_a} + {from_b}"
+    );
+    assert_eq!(from_a + from_b, 2000, "no block fetched twice");
+    let fourth = net.add_node(c, test_node_id(4));
+    connect(&mut net, fourth, late);
+    net.advance(10 * SECOND_US);
+    assert_eq!(net.nodes[fourth].delegate().head().number, 2000);
+    assert_eq!(
+        net.nodes[fourth].delegate().head().block_id,
+        net.nodes[a].delegate().head().block_id
+    );
+}
+
+#[test]
+fn an_advertiser_that_never_answers_is_timed_out() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let silent = net.add_node(c.clone(), test_node_id(2));
+    let honest = net.add_node(c, test_node_id(3));
+    connect(&mut net, a, silent);
+    connect(&mut net, a, honest);
+    let t = trx(7);
+    // The silent node advertises first, then stops answering anything.
+    let now = net.now;
+    net.nodes[silent]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .unwrap();
+    net.mute.push(silent);
+    net.pump();
+    let now = net.now;
+    net.nodes[honest]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .unwrap();
+    net.pump();
+    assert_eq!(net.sent(a, silent, msg_type::FETCH_ITEMS).len(), 1);
+    assert!(!has(&net, a, msg_type::TRX, &t));
+    net.advance(REQUEST_TIMEOUT_US - SECOND_US);
+    assert!(!has(&net, a, msg_type::TRX, &t), "not before the timeout");
+    net.advance(2 * SECOND_US);
+    assert!(
+        has(&net, a, msg_type::TRX, &t),
+        "fetched from the honest peer"
+    );
+    assert_eq!(net.sent(a, honest, msg_type::FETCH_ITEMS).len(), 1);
+}
+
+#[test]
+fn a_block_before_its_parent_is_held_then_accepted() {
+    let mut net = line(2);
+    let blocks = make_test_chain(Ripemd160::default(), 3, 1_600_000_000);
+    let now = net.now;
+    net.nodes[0]
+        .broadcast(msg_type::BLOCK, blocks[0].clone(), now)
+        .unwrap();
+    net.pump();
+    net.advance(SECOND_US);
+    assert_eq!(net.nodes[1].delegate().head().number, 1);
+    // Block 3 before block 2: held, nobody disconnected.
+    let now = net.now;
+    net.nodes[0]
+        .broadcast(msg_type::BLOCK, blocks[2].clone(), now)
+        .unwrap();
+    net.nodes[0]
+        .broadcast(msg_type::BLOCK, blocks[1].clone(), now)
+        .unwrap();
+    net.pump();
+    net.advance(SECOND_US);
+    assert_eq!(net.nodes[0].delegate().head().number, 3);
+    assert_eq!(net.nodes[1].delegate().head().number, 3);
+    assert_eq!(counts(&net, 1).active, 1, "no peer blamed");
+}
+
+#[test]
+fn unrequested_items_disconnect() {
+    let mut net = line(2);
+    let peer = net.nodes[1].peers().next().unwrap().id;
+    let now = net.now;
+    net.nodes[1].on_message(peer, Message::Trx(trx(1)), None, now);
+    net.pump();
+    assert_eq!(counts(&net, 1).active, 0);
+}

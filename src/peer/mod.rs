@@ -5,10 +5,10 @@
 //! delay, and its traffic. It knows nothing of other peers or sockets: the node core decides
 //! what to do with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
-use crate::wire::message::HelloMessage;
-use crate::wire::types::{Direction, Endpoint, FirewalledState, NodeId, TimePoint};
+use crate::wire::message::{HelloMessage, ItemId};
+use crate::wire::types::{BlockId, Direction, Endpoint, FirewalledState, NodeId, TimePoint};
 use crate::wire::variant::VariantObject;
 
 /// The node's handle for a connection; never reused within a process.
@@ -92,6 +92,29 @@ pub struct FirewallCheck {
     pub requesting_peer: Option<NodeId>,
 }
 
+/// Blockchain sync with one peer.
+#[derive(Clone, Debug, Default)]
+pub struct SyncState {
+    /// We still need blocks this peer has.
+    pub we_need_sync_items: bool,
+    /// The peer still needs blocks from us (we do not advertise inventory to it meanwhile).
+    pub peer_needs_sync_items: bool,
+    /// Block ids the peer offered that we have not fetched, in chain order.
+    pub ids_to_get: VecDeque<BlockId>,
+    /// The same ids, for fast membership tests.
+    pub ids_to_get_set: HashSet<BlockId>,
+    /// Sync blocks requested from this peer and when.
+    pub requested: HashMap<BlockId, TimePoint>,
+    /// The synopsis of our outstanding fetch_blockchain_item_ids, and when we sent it.
+    pub ids_request: Option<(Vec<BlockId>, TimePoint)>,
+    /// Ids the peer says follow the last one it sent.
+    pub remaining: u32,
+    /// The last id the peer offered.
+    pub last_offered: Option<BlockId>,
+    /// When the last sync block arrived from it.
+    pub last_item_received: TimePoint,
+}
+
 /// One connection.
 #[derive(Clone, Debug)]
 pub struct PeerState {
@@ -135,6 +158,17 @@ pub struct PeerState {
     /// A test connection for someone else's firewall check: no hello, closed after the key
     /// exchange.
     pub probe_for: Option<FirewallCheck>,
+    /// Items the peer told us it has, and when (forgotten after 2 minutes).
+    pub inventory_advertised_to_us: HashMap<ItemId, TimePoint>,
+    /// Items we told the peer about, and when (forgotten after 2 minutes).
+    pub inventory_advertised_to_peer: HashMap<ItemId, TimePoint>,
+    /// Items (normal operation) requested from the peer, and when.
+    pub items_requested: HashMap<ItemId, TimePoint>,
+    /// Items the peer asked us for, served as its send queue drains.
+    pub serve_queue: VecDeque<ItemId>,
+    pub sync: SyncState,
+    /// When the last whole message arrived (bytes after it mean a message is in progress).
+    pub last_message_at: TimePoint,
 }
 
 impl PeerState {
@@ -175,6 +209,16 @@ impl PeerState {
             close_error: None,
             firewall_check: None,
             probe_for: None,
+            inventory_advertised_to_us: HashMap::new(),
+            inventory_advertised_to_peer: HashMap::new(),
+            items_requested: HashMap::new(),
+            serve_queue: VecDeque::new(),
+            sync: SyncState {
+                we_need_sync_items: true,
+                peer_needs_sync_items: true,
+                ..SyncState::default()
+            },
+            last_message_at: TimePoint(0),
         }
     }
 
@@ -199,6 +243,16 @@ impl PeerState {
         (by_socket && self.remote_endpoint == *endpoint)
             || self.remote_inbound_endpoint == Some(*endpoint)
             || self.additional_inbound_endpoints.contains(endpoint)
+    }
+
+    /// The start of the current silence for a request sent at `sent`: bytes of a message still
+    /// arriving count as an answer in progress.
+    pub fn request_clock(&self, sent: TimePoint) -> TimePoint {
+        if self.last_received_at > self.last_message_at {
+            sent.max(self.last_received_at)
+        } else {
+            sent
+        }
     }
 
     /// The peer's protocol version, 0 before its hello.

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::app::Delegate;
 use crate::node::{Command, Node, NodeConfig, NodeInfo, PeerInfo};
 use crate::peer::PeerId;
 use crate::store::peer_db::{self, PEER_DB_FILE, PeerDatabase, PeerRecord};
@@ -87,6 +88,17 @@ pub enum Control {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     PotentialPeers(oneshot::Sender<Vec<PeerRecord>>),
     Connect(Endpoint),
+    /// Hand an item (1000 trx or 1001 block message data) to the node; answers its hash.
+    Broadcast {
+        msg_type: u32,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<crate::wire::types::ItemHash, String>>,
+    },
+    /// An item by inventory hash or block id: its type and data.
+    GetItem {
+        hash: crate::wire::types::ItemHash,
+        reply: oneshot::Sender<Option<(u32, Vec<u8>)>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -112,6 +124,8 @@ pub enum StartError {
     NodeKey(PathBuf, String),
     #[error("only IPv4 endpoints are supported by the graphene protocol: {0}")]
     NotIpv4(SocketAddr),
+    #[error("cannot open the store {0}: {1}")]
+    Store(PathBuf, String),
 }
 
 /// A running node.
@@ -148,6 +162,29 @@ impl NodeHandle {
         rx.await.ok()
     }
 
+    /// Hands an item to the node as if it came from the operator; answers its hash.
+    pub async fn broadcast(
+        &self,
+        msg_type: u32,
+        data: Vec<u8>,
+    ) -> Result<crate::wire::types::ItemHash, String> {
+        let (reply, rx) = oneshot::channel();
+        self.control(Control::Broadcast {
+            msg_type,
+            data,
+            reply,
+        })
+        .await;
+        rx.await.map_err(|_| "node stopped".to_string())?
+    }
+
+    /// An item by inventory hash or block id.
+    pub async fn get_item(&self, hash: crate::wire::types::ItemHash) -> Option<(u32, Vec<u8>)> {
+        let (reply, rx) = oneshot::channel();
+        self.control(Control::GetItem { hash, reply }).await;
+        rx.await.ok().flatten()
+    }
+
     /// Closes every connection politely, saves the peer database, and waits for the node task.
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
@@ -173,8 +210,20 @@ pub fn p2p_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("p2p")
 }
 
-/// Starts a node: identity, peer database, listener, seeds, and the node task.
+/// Starts a node with the default application, the relay store in the data directory.
 pub async fn start(config: RuntimeConfig) -> Result<NodeHandle, StartError> {
+    let path = config.data_dir.join(crate::app::relay_store::STORE_FILE);
+    let store = crate::app::relay_store::RelayStore::open(&path, config.node.chain_id)
+        .map_err(|e| StartError::Store(path.clone(), e.to_string()))?;
+    start_with_delegate(config, Box::new(store)).await
+}
+
+/// Starts a node for a given application: identity, peer database, listener, seeds, and the
+/// node task.
+pub async fn start_with_delegate(
+    config: RuntimeConfig,
+    delegate: Box<dyn Delegate>,
+) -> Result<NodeHandle, StartError> {
     let dir = p2p_dir(&config.data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
     let key = identity::load_or_create_node_key(&dir)?;
@@ -191,7 +240,7 @@ pub async fn start(config: RuntimeConfig) -> Result<NodeHandle, StartError> {
     };
     let db = PeerDatabase::from_records(records, now);
     info!(records = db.len(), "peer database loaded");
-    let mut node = Node::new(config.node.clone(), key, node_id, db, now);
+    let mut node = Node::new(config.node.clone(), key, node_id, db, delegate, now);
 
     let listener = if config.node.accept_incoming_connections {
         if !config.p2p_endpoint.is_ipv4() {
@@ -424,6 +473,16 @@ impl NodeTask {
                 );
             }
             Control::Connect(ep) => self.node.add_node(ep, now),
+            Control::Broadcast {
+                msg_type,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(self.node.broadcast(msg_type, data, now));
+            }
+            Control::GetItem { hash, reply } => {
+                let _ = reply.send(self.node.get_item(&hash));
+            }
             Control::Shutdown(_) => {}
         }
     }

@@ -1,0 +1,395 @@
+//! Blockchain sync (node.cpp's fetch_sync_items_loop, on_fetch_blockchain_item_ids_message,
+//! on_blockchain_item_ids_inventory_message, process_backlog_of_sync_blocks): our synopsis ->
+//! fetch_blockchain_item_ids -> ids -> blocks fetched in parallel from every peer that has them
+//! -> handed to the application in order -> repeat until caught up.
+
+use tracing::{debug, info, warn};
+
+use super::Node;
+use super::config::*;
+use crate::app::BlockOutcome;
+use crate::peer::{ConnectionList, OurHelloState, PeerId};
+use crate::wire::Message;
+use crate::wire::message::{
+    BlockchainItemIdsInventoryMessage, FetchBlockchainItemIdsMessage, FetchItemsMessage, ItemId,
+    block_id_of, msg_type,
+};
+use crate::wire::types::{BlockId, Direction, TimePoint};
+
+/// Sync progress, for the status API and the progress bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SyncProgress {
+    pub syncing: bool,
+    pub sync_target_block: u32,
+    pub blocks_per_second: f64,
+}
+
+impl Node {
+    /// Asks `peer` which blocks follow our synopsis.
+    pub(super) fn start_sync(&mut self, peer: PeerId, now: TimePoint) {
+        let synopsis = self.delegate.blockchain_synopsis();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.sync.ids_request.is_some() {
+            return;
+        }
+        p.sync.we_need_sync_items = true;
+        p.sync.ids_request = Some((synopsis.clone(), now));
+        self.send(
+            peer,
+            Message::FetchBlockchainItemIds(FetchBlockchainItemIdsMessage {
+                item_type: msg_type::BLOCK,
+                blockchain_synopsis: synopsis,
+            }),
+            now,
+        );
+    }
+
+    /// Asks `peer` for the ids after the last one it offered.
+    fn request_more_ids(&mut self, peer: PeerId, now: TimePoint) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.sync.ids_request.is_some() {
+            return;
+        }
+        let Some(last) = p.sync.last_offered else {
+            return;
+        };
+        let synopsis = vec![last];
+        p.sync.ids_request = Some((synopsis.clone(), now));
+        self.send(
+            peer,
+            Message::FetchBlockchainItemIds(FetchBlockchainItemIdsMessage {
+                item_type: msg_type::BLOCK,
+                blockchain_synopsis: synopsis,
+            }),
+            now,
+        );
+    }
+
+    /// A peer's sync request: the ids after the last block we share, starting with it.
+    pub(super) fn on_fetch_blockchain_item_ids(
+        &mut self,
+        peer: PeerId,
+        m: FetchBlockchainItemIdsMessage,
+        now: TimePoint,
+    ) {
+        let (ids, remaining) = self
+            .delegate
+            .block_ids_after(&m.blockchain_synopsis, SYNC_ID_BATCH);
+        let caught_up =
+            ids.is_empty() || (ids.len() == 1 && m.blockchain_synopsis.contains(&ids[0]));
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.sync.peer_needs_sync_items = !caught_up;
+        }
+        self.send(
+            peer,
+            Message::BlockchainItemIdsInventory(BlockchainItemIdsInventoryMessage {
+                total_remaining_item_count: remaining,
+                item_type: msg_type::BLOCK,
+                item_hashes_available: ids,
+            }),
+            now,
+        );
+        if let Some(p) = self.peers.get(&peer)
+            && p.direction == Direction::Inbound
+            && p.our_state == OurHelloState::Accepted
+        {
+            self.activate(peer, now);
+        }
+    }
+
+    /// The answer to our sync request.
+    pub(super) fn on_blockchain_item_ids_inventory(
+        &mut self,
+        peer: PeerId,
+        m: BlockchainItemIdsInventoryMessage,
+        now: TimePoint,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some((synopsis, _)) = p.sync.ids_request.take() else {
+            debug!(endpoint = %p.remote_endpoint, "ignoring unrequested block ids");
+            return;
+        };
+        let ids = m.item_hashes_available;
+        let sequential = ids
+            .windows(2)
+            .all(|w| w[1].block_number() == w[0].block_number().wrapping_add(1));
+        let anchored = match ids.first() {
+            None => true,
+            Some(first) if synopsis.is_empty() => first.block_number() == 1,
+            Some(first) => synopsis.contains(first) || first.block_number() == 1,
+        };
+        if !sequential || !anchored {
+            self.disconnect(
+                peer,
+                "You gave an invalid response to my request for sync blocks",
+                true,
+                now,
+            );
+            return;
+        }
+        p.sync.remaining = m.total_remaining_item_count;
+        if let Some(last) = ids.last() {
+            p.sync.last_offered = Some(*last);
+            self.sync_target = self.sync_target.max(
+                last.block_number()
+                    .saturating_add(m.total_remaining_item_count),
+            );
+        }
+        let mut added = 0;
+        for id in ids {
+            let item = ItemId {
+                item_type: msg_type::BLOCK,
+                item_hash: id,
+            };
+            let p = self.peers.get_mut(&peer).expect("peer exists");
+            if p.sync.ids_to_get_set.contains(&id) {
+                continue;
+            }
+            if self.delegate.has_item(&item) {
+                continue;
+            }
+            let p = self.peers.get_mut(&peer).expect("peer exists");
+            p.sync.ids_to_get.push_back(id);
+            p.sync.ids_to_get_set.insert(id);
+            added += 1;
+        }
+        let (queued, remaining) = {
+            let p = &self.peers[&peer];
+            (p.sync.ids_to_get.len(), p.sync.remaining)
+        };
+        if queued == 0 && remaining == 0 {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.sync.we_need_sync_items = false;
+            }
+            debug!(peer, "in sync with peer");
+        } else if remaining > 0 && queued < MIN_BLOCK_IDS_TO_PREFETCH {
+            self.request_more_ids(peer, now);
+        }
+        if added > 0 {
+            self.fetch_sync_items(now);
+        }
+    }
+
+    /// Whether a block from `peer` answers one of our sync requests.
+    pub(super) fn is_sync_block(&self, peer: PeerId, data: &[u8]) -> bool {
+        let Ok(id) = block_id_of(data) else {
+            return false;
+        };
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.sync.requested.contains_key(&id))
+    }
+
+    /// fetch_sync_items: ask every peer with queued ids for up to
+    /// [`MAX_SYNC_BLOCKS_PER_PEER`] blocks in flight, none asked twice, while the backlog of
+    /// received blocks is below [`MAX_SYNC_BLOCKS_TO_PREFETCH`].
+    pub(super) fn fetch_sync_items(&mut self, now: TimePoint) {
+        let peers: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.list == ConnectionList::Active && !p.sync.ids_to_get.is_empty())
+            .map(|p| p.id)
+            .collect();
+        let head = self.delegate.head().number;
+        for peer in peers {
+            let mut batch = Vec::new();
+            {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    continue;
+                };
+                let room = MAX_SYNC_BLOCKS_PER_PEER.saturating_sub(p.sync.requested.len());
+                let mut budget = MAX_SYNC_BLOCKS_TO_PREFETCH
+                    .saturating_sub(self.sync_received.len() + self.active_sync_requests.len());
+                let mut keep = std::collections::VecDeque::new();
+                while let Some(id) = p.sync.ids_to_get.pop_front() {
+                    if id.block_number() <= head
+                        || self.sync_received.contains_key(&id.block_number())
+                    {
+                        p.sync.ids_to_get_set.remove(&id);
+                        continue;
+                    }
+                    if batch.len() < room
+                        && budget > 0
+                        && !self.active_sync_requests.contains_key(&id)
+                    {
+                        p.sync.ids_to_get_set.remove(&id);
+                        batch.push(id);
+                        budget -= 1;
+                    } else {
+                        keep.push_back(id);
+                        if batch.len() >= room || budget == 0 {
+                            break;
+                        }
+                    }
+                }
+                // Put back what was skipped, ahead of the rest, in order.
+                while let Some(id) = keep.pop_back() {
+                    p.sync.ids_to_get.push_front(id);
+                }
+                for id in &batch {
+                    p.sync.requested.insert(*id, now);
+                }
+                if !batch.is_empty() && p.sync.last_item_received.0 == 0 {
+                    p.sync.last_item_received = now;
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            for id in &batch {
+                self.active_sync_requests.insert(*id, peer);
+            }
+            self.send(
+                peer,
+                Message::FetchItems(FetchItemsMessage {
+                    item_type: msg_type::BLOCK,
+                    items_to_fetch: batch,
+                }),
+                now,
+            );
+        }
+    }
+
+    pub(super) fn on_sync_block(&mut self, peer: PeerId, data: Vec<u8>, now: TimePoint) {
+        let Ok(id) = block_id_of(&data) else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.sync.requested.remove(&id);
+            p.sync.last_item_received = now;
+        }
+        self.active_sync_requests.remove(&id);
+        self.bodies_received += 1;
+        self.sync_received
+            .insert(id.block_number(), (id, data, peer));
+        self.process_sync_backlog(now);
+        // Keep the pipeline full, and ask for more ids when a peer's queue runs dry.
+        let dry: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.list == ConnectionList::Active
+                    && p.sync.ids_to_get.len() < MIN_BLOCK_IDS_TO_PREFETCH / 2
+                    && p.sync.remaining > 0
+                    && p.sync.ids_request.is_none()
+            })
+            .map(|p| p.id)
+            .collect();
+        for p in dry {
+            self.request_more_ids(p, now);
+        }
+        self.fetch_sync_items(now);
+    }
+
+    /// Hands received sync blocks to the application in chain order, in batches.
+    fn process_sync_backlog(&mut self, now: TimePoint) {
+        loop {
+            let head = self.delegate.head().number;
+            // Blocks at or below the head are stale (we got them another way).
+            while let Some((&n, _)) = self.sync_received.first_key_value() {
+                if n > head {
+                    break;
+                }
+                self.sync_received.pop_first();
+            }
+            let mut batch = Vec::new();
+            let mut senders = Vec::new();
+            let mut next = head + 1;
+            while batch.len() < MAX_BLOCKS_TO_HANDLE_AT_ONCE {
+                let Some((_, data, sender)) = self.sync_received.remove(&next) else {
+                    break;
+                };
+                batch.push(data);
+                senders.push(sender);
+                next += 1;
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let outcomes = self.delegate.handle_blocks(&batch, true);
+            let mut applied = 0;
+            for (outcome, sender) in outcomes.into_iter().zip(senders) {
+                match outcome {
+                    Ok(BlockOutcome::Accepted { linked }) => applied += linked.len(),
+                    Ok(BlockOutcome::Duplicate | BlockOutcome::Held) => {}
+                    Err(e) if e.blames_peer() => {
+                        warn!(error = %e, "invalid sync block");
+                        self.disconnect(
+                            sender,
+                            "You offered us a block that we reject as invalid",
+                            true,
+                            now,
+                        );
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not apply sync blocks");
+                        return;
+                    }
+                }
+            }
+            self.blocks_applied(applied, now);
+            if applied == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Counts applied blocks for the blocks-per-second figure and logs progress.
+    pub(super) fn blocks_applied(&mut self, n: usize, now: TimePoint) {
+        if n == 0 {
+            return;
+        }
+        self.blocks_applied_total += n as u64;
+        let head = self.delegate.head().number;
+        self.sync_target = self.sync_target.max(head);
+        // Blocks per second over windows of at least one second.
+        let window = now.0 - self.rate_window_start.0;
+        self.rate_window_blocks += n as u64;
+        if window >= SECOND_US {
+            self.blocks_per_second =
+                self.rate_window_blocks as f64 * SECOND_US as f64 / window as f64;
+            self.rate_window_start = now;
+            self.rate_window_blocks = 0;
+            if self.sync_target > head {
+                info!(
+                    head,
+                    target = self.sync_target,
+                    blocks_per_second = format!("{:.0}", self.blocks_per_second),
+                    "syncing"
+                );
+            }
+        }
+    }
+
+    /// Where sync stands.
+    pub fn sync_progress(&self) -> SyncProgress {
+        let head = self.delegate.head().number;
+        SyncProgress {
+            syncing: self.sync_target > head,
+            sync_target_block: self.sync_target.max(head),
+            blocks_per_second: self.blocks_per_second,
+        }
+    }
+
+    /// Puts a closed peer's sync requests back for others.
+    pub(super) fn release_sync_requests(
+        &mut self,
+        ids: impl IntoIterator<Item = BlockId>,
+        now: TimePoint,
+    ) {
+        let mut any = false;
+        for id in ids {
+            self.active_sync_requests.remove(&id);
+            any = true;
+        }
+        if any {
+            self.fetch_sync_items(now);
+        }
+    }
+}
