@@ -1,7 +1,7 @@
 //! The status API: HTTP + JSON on `--rpc-endpoint`, plus Prometheus metrics.
 //!
 //! Field names here are a contract with scripts outside the repository: `/info`, `/peers`,
-//! `/potential-peers`, `POST /connect` and `/metrics`. The server only relays requests to the
+//! `/potential-peers`, `POST /connect`, `POST /broadcast`, `GET /items/{hash}` and `/metrics`. The server only relays requests to the
 //! node task and formats its answers.
 
 use std::fmt::Write as _;
@@ -158,12 +158,96 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
         &[(String::new(), info.head_block_number.to_string())],
     );
     gauge(
+        "grapevine_items_received_total",
+        "Trx and block bodies received from peers.",
+        "counter",
+        &[(String::new(), info.items_received.to_string())],
+    );
+    gauge(
+        "grapevine_duplicate_items_received_total",
+        "Bodies received for items already held.",
+        "counter",
+        &[(String::new(), info.duplicate_items_received.to_string())],
+    );
+    gauge(
+        "grapevine_sync_target_block",
+        "The highest block number peers have offered.",
+        "gauge",
+        &[(String::new(), info.sync_target_block.to_string())],
+    );
+    gauge(
         "grapevine_uptime_seconds",
         "Seconds since the node started.",
         "counter",
         &[(String::new(), info.uptime_seconds.to_string())],
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct BroadcastRequest {
+    #[serde(rename = "type")]
+    msg_type: u32,
+    data: String,
+}
+
+async fn broadcast(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response();
+    let request: BroadcastRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e.to_string()),
+    };
+    if request.msg_type != 1000 && request.msg_type != 1001 {
+        return bad(format!(
+            "type must be 1000 or 1001, not {}",
+            request.msg_type
+        ));
+    }
+    let data = match hex::decode(request.data.trim()) {
+        Ok(d) if d.len() <= crate::wire::frame::MAX_MESSAGE_SIZE => d,
+        Ok(_) => return bad("data is larger than a message may be".into()),
+        Err(e) => return bad(format!("data is not hex: {e}")),
+    };
+    let msg_type = request.msg_type;
+    match ask(&ctl, |reply| Control::Broadcast {
+        msg_type,
+        data,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(id)) => Json(json!({ "id": id.to_string() })).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": e })),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn item(
+    State(ctl): State<Ctl>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> Response {
+    let Ok(hash) = hash.parse::<crate::wire::types::ItemHash>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "expected 40 hex digits" })),
+        )
+            .into_response();
+    };
+    match ask(&ctl, |reply| Control::GetItem { hash, reply }).await {
+        Ok(Some((msg_type, data))) => {
+            Json(json!({ "type": msg_type, "data": hex::encode(data) })).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such item" })),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }
 
 /// The API's routes over a node's control channel.
@@ -174,6 +258,8 @@ pub fn router(ctl: Ctl) -> Router {
         .route("/potential-peers", get(potential_peers))
         .route("/connect", post(connect))
         .route("/metrics", get(metrics))
+        .route("/broadcast", post(broadcast))
+        .route("/items/{hash}", get(item))
         .with_state(ctl)
 }
 

@@ -43,6 +43,17 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
         rpc_endpoint: SocketAddr,
     },
+    /// Hand a transaction (1000) or block (1001) to a running node, which relays it.
+    Broadcast {
+        /// 1000 for a transaction, 1001 for a block.
+        #[arg(long = "type", value_name = "N")]
+        msg_type: u32,
+        /// Hex of the message data; stdin when absent or "-".
+        hex: Option<String>,
+        /// The node's status API.
+        #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
+        rpc_endpoint: SocketAddr,
+    },
     /// Encode the JSON printed by `inspect` back into hex.
     Encode {
         /// The JSON document (or array of documents); stdin when absent or "-".
@@ -63,6 +74,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Peers { rpc_endpoint } => {
             print!("{}", status::peers(rpc_endpoint)?);
+            Ok(())
+        }
+        Command::Broadcast {
+            msg_type,
+            hex,
+            rpc_endpoint,
+        } => {
+            let data = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
+            let body = serde_json::json!({ "type": msg_type, "data": hex::encode(data) });
+            let answer = status::post_json(rpc_endpoint, "/broadcast", &body)?;
+            println!("{}", answer["id"].as_str().unwrap_or_default());
             Ok(())
         }
         Command::Inspect { hex, msg_type } => {

@@ -17,12 +17,28 @@ const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
 
 /// GETs `path` from the API and parses the JSON body.
 pub fn get_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> {
+    request(endpoint, "GET", path, None)
+}
+
+/// POSTs a JSON body to `path` and parses the JSON answer.
+pub fn post_json(endpoint: SocketAddr, path: &str, body: &Value) -> Result<Value, CliError> {
+    request(endpoint, "POST", path, Some(body))
+}
+
+fn request(
+    endpoint: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, CliError> {
     let mut s = TcpStream::connect_timeout(&endpoint, TIMEOUT)
         .map_err(|e| CliError(format!("cannot reach the status API at {endpoint}: {e}")))?;
     s.set_read_timeout(Some(TIMEOUT))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.take(MAX_RESPONSE).read_to_end(&mut raw)?;
@@ -31,8 +47,14 @@ pub fn get_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> {
         .split_once("\r\n\r\n")
         .ok_or_else(|| CliError("malformed HTTP answer".into()))?;
     let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(CliError(format!("status API answered {status} for {path}")));
+    if status != "200" && status != "202" {
+        let detail = serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(CliError(format!(
+            "status API answered {status} for {path}: {detail}"
+        )));
     }
     serde_json::from_str(body).map_err(|e| CliError(format!("status API sent bad JSON: {e}")))
 }
@@ -91,6 +113,19 @@ pub fn info(endpoint: SocketAddr) -> Result<String, CliError> {
         vec!["head_block_number".into(), cell(&v["head_block_number"])],
         vec!["head_block_id".into(), cell(&v["head_block_id"])],
         vec!["uptime_seconds".into(), cell(&v["uptime_seconds"])],
+        vec![
+            "sync".into(),
+            format!(
+                "target {} at {} blocks/s{}",
+                cell(&v["sync_target_block"]),
+                cell(&v["blocks_per_second"]),
+                if v["syncing"] == true {
+                    " (syncing)"
+                } else {
+                    ""
+                }
+            ),
+        ],
     ];
     Ok(table(&["field", "value"], &rows))
 }

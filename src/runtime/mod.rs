@@ -277,6 +277,7 @@ pub async fn start_with_delegate(
     }
     let task = tokio::spawn(
         NodeTask {
+            progress: None,
             node,
             clock,
             events_tx,
@@ -331,6 +332,7 @@ impl ConnectionHandle {
 }
 
 struct NodeTask {
+    progress: Option<indicatif::ProgressBar>,
     node: Node,
     clock: Clock,
     events_tx: mpsc::Sender<Event>,
@@ -355,6 +357,7 @@ impl NodeTask {
                 () = tokio::time::sleep_until(deadline) => {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
+                    self.show_progress();
                 }
                 c = control.recv() => match c {
                     Some(Control::Shutdown(reply)) => {
@@ -379,6 +382,35 @@ impl NodeTask {
         info!("node stopped");
         if let Some(r) = shutdown_reply {
             let _ = r.send(());
+        }
+    }
+
+    /// A progress bar on a terminal while syncing.
+    fn show_progress(&mut self) {
+        use std::io::IsTerminal;
+        let p = self.node.sync_progress();
+        let head = u64::from(self.node.delegate().head().number);
+        match (&self.progress, p.syncing) {
+            (None, true) if std::io::stderr().is_terminal() => {
+                let bar = indicatif::ProgressBar::new(u64::from(p.sync_target_block));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "syncing {bar:40} {pos}/{len} blocks ({msg})",
+                ) {
+                    bar.set_style(style);
+                }
+                self.progress = Some(bar);
+            }
+            (Some(bar), true) => {
+                bar.set_length(u64::from(p.sync_target_block));
+                bar.set_position(head);
+                bar.set_message(format!("{:.0} blocks/s", p.blocks_per_second));
+            }
+            (Some(_), false) => {
+                if let Some(bar) = self.progress.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
         }
     }
 
