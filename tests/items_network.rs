@@ -86,7 +86,7 @@ async fn ten_nodes_each_receive_every_body_exactly_once() {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             seeds.push(addr(&nodes[(rng % k as u64) as usize]).to_string());
-            if k > 2 && rng % 3 == 0 {
+            if k > 2 && rng.is_multiple_of(3) {
                 seeds.push(addr(&nodes[((rng >> 8) % k as u64) as usize]).to_string());
             }
         }
