@@ -146,3 +146,75 @@ fn sigint_exits_zero_with_the_peer_database_flushed() {
         "{saved}"
     );
 }
+
+/// Fills a data directory's relay store with `n` blocks, as a node holding a chain would have.
+fn preload(dir: &Path, n: u32) -> String {
+    let chain: grapevine::wire::types::Sha256 = CHAIN.parse().unwrap();
+    let path = dir.join(grapevine::app::relay_store::STORE_FILE);
+    let mut store = grapevine::app::relay_store::RelayStore::open(&path, chain).unwrap();
+    let blocks = grapevine::app::relay_store::make_test_chain(Default::default(), n, 1_600_000_000);
+    use grapevine::app::Delegate;
+    for batch in blocks.chunks(1000) {
+        store.handle_blocks(batch, true);
+    }
+    assert_eq!(store.head().number, n);
+    store.head().block_id.to_string()
+}
+
+fn head_of(rpc: u16) -> Option<u64> {
+    get(rpc, "/info").and_then(|i| i["head_block_number"].as_u64())
+}
+
+#[test]
+fn kill_during_sync_then_restart_keeps_every_acknowledged_block() {
+    let dir = temp_dir("kill9");
+    let total = 10_000u32;
+    let head_id = preload(&dir.join("a"), total);
+    let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());
+    let _a = spawn(&dir.join("a"), p2p_a, rpc_a, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while head_of(rpc_a) != Some(u64::from(total)) {
+        assert!(Instant::now() < deadline, "a never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    // Watch b's head and kill it mid-sync.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let acknowledged = loop {
+        if let Some(h) = head_of(rpc_b)
+            && h >= 1000
+        {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "b never started syncing");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // SIGKILL: no chance to flush anything.
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    // Restarted with the same data directory: every block /info reported is still there.
+    let _b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(h) = head_of(rpc_b) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "b did not restart");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        first >= acknowledged,
+        "restarted at {first}, had acknowledged {acknowledged}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while head_of(rpc_b) != Some(u64::from(total)) {
+        assert!(
+            Instant::now() < deadline,
+            "b did not finish syncing: {:?}",
+            head_of(rpc_b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info = get(rpc_b, "/info").unwrap();
+    assert_eq!(info["head_block_id"], head_id.as_str());
+}
