@@ -189,6 +189,10 @@ fn kill_during_sync_then_restart_keeps_every_acknowledged_block() {
         assert!(Instant::now() < deadline, "b never started syncing");
         std::thread::sleep(Duration::from_millis(5));
     };
+    assert!(
+        acknowledged < u64::from(total),
+        "killed before the sync finished"
+    );
     // SIGKILL: no chance to flush anything.
     b.0.kill().unwrap();
     b.0.wait().unwrap();

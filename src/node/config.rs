@@ -33,6 +33,10 @@ pub const REQUEST_TIMEOUT_US: i64 = 6 * SECOND_US;
 pub const TERMINATE_CHECK_INTERVAL_US: i64 = SECOND_US;
 /// How often every active peer is asked for addresses.
 pub const PEER_LIST_REFRESH_US: i64 = 15 * 60 * SECOND_US;
+/// A failed seed is retried after (failures + 1) × this…
+pub const SEED_RETRY_BASE_US: i64 = 10 * SECOND_US;
+/// …but never waits longer than this.
+pub const SEED_MAX_RETRY_US: i64 = 60 * SECOND_US;
 /// Seeds are put back on the dial list this often while the node has no active peer…
 pub const SEED_RETRY_WHEN_ALONE_US: i64 = 5 * 60 * SECOND_US;
 /// …and this often otherwise.

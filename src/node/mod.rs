@@ -1215,6 +1215,7 @@ impl Node {
             self.terminate_inactive_connections(now);
             self.expire_inventory(now);
             self.fetch_items(now);
+            self.process_sync_backlog(now);
             self.fetch_sync_items(now);
             self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
         }
@@ -1308,7 +1309,7 @@ impl Node {
                 .by_last_seen()
                 .into_iter()
                 .find(|r| {
-                    now.0 >= r.next_attempt_time(PEER_CONNECTION_RETRY_US)
+                    now.0 >= seed_aware_next_attempt(r)
                         && !self.is_connected_to(&r.endpoint)
                         && !self.is_own_endpoint(&r.endpoint)
                 })
@@ -1455,6 +1456,18 @@ impl Node {
     /// The bandwidth figures.
     pub fn rates(&self) -> bandwidth::Rates {
         self.bandwidth.rates()
+    }
+}
+
+/// When a record may be dialled again. Seeds back off gently and never beyond
+/// [`SEED_MAX_RETRY_US`]: a seed that was down when we started (or that restarts) is found again
+/// within a minute, whatever its history.
+fn seed_aware_next_attempt(r: &PeerRecord) -> i64 {
+    if r.seed && r.last_connection_disposition.needs_backoff() {
+        let factor = i64::from(r.number_of_failed_connection_attempts.min(5)) + 1;
+        r.last_connection_attempt_time.0 + (factor * SEED_RETRY_BASE_US).min(SEED_MAX_RETRY_US)
+    } else {
+        r.next_attempt_time(PEER_CONNECTION_RETRY_US)
     }
 }
 

@@ -268,7 +268,22 @@ impl Node {
         self.bodies_received += 1;
         self.sync_received
             .insert(id.block_number(), (id, data, peer));
-        self.process_sync_backlog(now);
+        // Apply in batches (one durable commit each): when a full batch is contiguous, or when
+        // this peer has nothing more in flight.
+        let head = self.delegate.head().number;
+        let batch_end = head.saturating_add(MAX_BLOCKS_TO_HANDLE_AT_ONCE as u32);
+        let batch_ready = self
+            .sync_received
+            .range(head.saturating_add(1)..=batch_end)
+            .count()
+            == MAX_BLOCKS_TO_HANDLE_AT_ONCE;
+        let peer_idle = self
+            .peers
+            .get(&peer)
+            .is_none_or(|p| p.sync.requested.is_empty());
+        if batch_ready || peer_idle {
+            self.process_sync_backlog(now);
+        }
         // Keep the pipeline full, and ask for more ids when a peer's queue runs dry.
         let dry: Vec<PeerId> = self
             .peers
@@ -288,7 +303,7 @@ impl Node {
     }
 
     /// Hands received sync blocks to the application in chain order, in batches.
-    fn process_sync_backlog(&mut self, now: TimePoint) {
+    pub(super) fn process_sync_backlog(&mut self, now: TimePoint) {
         loop {
             let head = self.delegate.head().number;
             // Blocks at or below the head are stale (we got them another way).

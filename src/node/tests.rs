@@ -329,6 +329,21 @@ fn seeds_are_retried_after_many_failures() {
 }
 
 #[test]
+fn a_seed_that_was_down_at_start_is_found_within_seconds() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let seed_ep = listen_endpoint(1);
+    net.nodes[a].add_seed(seed_ep, net.now);
+    net.advance(1);
+    assert_eq!(counts(&net, a).active, 0);
+    // The seed comes up a moment later.
+    let s = net.add_node(cfg(), test_node_id(2));
+    assert_eq!(listen_endpoint(s), seed_ep);
+    net.advance(SEED_RETRY_BASE_US * 2 + CONNECT_LOOP_INTERVAL_US);
+    assert_eq!(counts(&net, a).active, 1);
+}
+
+#[test]
 fn never_exceeds_max_connections_when_dialing() {
     let mut net = SimNet::new();
     let mut c = cfg();
