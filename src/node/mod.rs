@@ -182,6 +182,8 @@ impl Node {
         now: TimePoint,
     ) -> Self {
         let t = now.0;
+        // The application decides which chain this node serves and how fast it moves.
+        config.chain_id = delegate.chain_id();
         config.block_interval_secs = delegate.block_interval_secs();
         let head = delegate.head().number;
         Self {
