@@ -147,6 +147,11 @@ pub const MAX_SYNC_BLOCKS_PER_PEER: usize = 200;
 /// Sync blocks received and waiting to be applied before fetching pauses
 /// (MAX_SYNC_BLOCKS_TO_PREFETCH).
 pub const MAX_SYNC_BLOCKS_TO_PREFETCH: usize = 2000;
+/// Bytes of sync blocks received and waiting to be applied before fetching pauses: with
+/// 2 MiB blocks the count limit alone would allow gigabytes.
+pub const MAX_SYNC_BYTES_BUFFERED: usize = 128 * 1024 * 1024;
+/// Endpoints waiting on the dial-once list (dial-backs and operator requests).
+pub const MAX_ADD_ONCE: usize = 1000;
 /// Sync blocks handed to the application in one batch (MAX_BLOCKS_TO_HANDLE_AT_ONCE).
 pub const MAX_BLOCKS_TO_HANDLE_AT_ONCE: usize = 200;
 /// How often expired transactions are pruned from the application.

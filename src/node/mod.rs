@@ -84,6 +84,7 @@ pub struct Node {
     requested_items: HashMap<ItemId, PeerId>,
     recently_failed: HashMap<ItemId, TimePoint>,
     sync_received: BTreeMap<u32, (BlockId, Vec<u8>, PeerId)>,
+    sync_received_bytes: usize,
     active_sync_requests: HashMap<BlockId, PeerId>,
     sync_target: u32,
     bodies_received: u64,
@@ -204,6 +205,7 @@ impl Node {
             requested_items: HashMap::new(),
             recently_failed: HashMap::new(),
             sync_received: BTreeMap::new(),
+            sync_received_bytes: 0,
             active_sync_requests: HashMap::new(),
             sync_target: head,
             bodies_received: 0,
@@ -312,7 +314,7 @@ impl Node {
             (i64::from(record.number_of_failed_connection_attempts) + 1) * PEER_CONNECTION_RETRY_US;
         record.last_connection_attempt_time =
             TimePoint(record.last_connection_attempt_time.0.min(now.0 - retry));
-        if !self.add_once.contains(&endpoint) {
+        if !self.add_once.contains(&endpoint) && self.add_once.len() < MAX_ADD_ONCE {
             self.add_once.push(endpoint);
         }
         self.trigger_connect_loop(now);
@@ -1040,7 +1042,7 @@ impl Node {
         self.send_time_request(peer, now);
         self.start_sync(peer, now);
         for ep in dial_back {
-            if !self.add_once.contains(&ep) {
+            if !self.add_once.contains(&ep) && self.add_once.len() < MAX_ADD_ONCE {
                 self.add_once.push(ep);
             }
         }

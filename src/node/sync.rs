@@ -206,6 +206,9 @@ impl Node {
                 let room = MAX_SYNC_BLOCKS_PER_PEER.saturating_sub(p.sync.requested.len());
                 let mut budget = MAX_SYNC_BLOCKS_TO_PREFETCH
                     .saturating_sub(self.sync_received.len() + self.active_sync_requests.len());
+                if self.sync_received_bytes >= MAX_SYNC_BYTES_BUFFERED {
+                    budget = 0;
+                }
                 let mut keep = std::collections::VecDeque::new();
                 while let Some(id) = p.sync.ids_to_get.pop_front() {
                     if id.block_number() <= head
@@ -266,8 +269,13 @@ impl Node {
         }
         self.active_sync_requests.remove(&id);
         self.bodies_received += 1;
-        self.sync_received
-            .insert(id.block_number(), (id, data, peer));
+        self.sync_received_bytes += data.len();
+        if let Some((_, old, _)) = self
+            .sync_received
+            .insert(id.block_number(), (id, data, peer))
+        {
+            self.sync_received_bytes -= old.len();
+        }
         // Apply in batches (one durable commit each): when a full batch is contiguous, or when
         // this peer has nothing more in flight.
         let head = self.delegate.head().number;
@@ -311,7 +319,9 @@ impl Node {
                 if n > head {
                     break;
                 }
-                self.sync_received.pop_first();
+                if let Some((_, (_, data, _))) = self.sync_received.pop_first() {
+                    self.sync_received_bytes -= data.len();
+                }
             }
             let mut batch = Vec::new();
             let mut senders = Vec::new();
@@ -320,6 +330,7 @@ impl Node {
                 let Some((_, data, sender)) = self.sync_received.remove(&next) else {
                     break;
                 };
+                self.sync_received_bytes -= data.len();
                 batch.push(data);
                 senders.push(sender);
                 next += 1;
