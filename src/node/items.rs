@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 
 use super::Node;
 use super::config::*;
-use crate::app::BlockOutcome;
+use crate::app::{BlockOutcome, DelegateError};
 use crate::peer::{ConnectionList, PeerId};
 use crate::wire::Message;
 use crate::wire::message::{
@@ -260,20 +260,14 @@ impl Node {
                 }
             }
         } else {
-            let outcome = self
-                .delegate
-                .handle_blocks(std::slice::from_ref(&data), false);
-            match outcome.into_iter().next() {
-                Some(Ok(BlockOutcome::Accepted { linked })) => {
-                    self.announce_blocks(&linked);
-                    self.blocks_applied(linked.len(), now);
-                }
+            match self.apply_live_block(data, now) {
                 Some(Ok(BlockOutcome::Held)) => {
                     // We are behind this peer: sync with it (the reference restarts sync on
                     // an unlinkable block) and never blame it.
                     self.start_sync(peer, now);
                 }
-                Some(Ok(BlockOutcome::Duplicate)) | None => {}
+                // Accepted blocks are already announced and counted.
+                Some(Ok(BlockOutcome::Accepted { .. } | BlockOutcome::Duplicate)) | None => {}
                 Some(Err(e)) if e.blames_peer() => {
                     info!(error = %e, "invalid block");
                     self.recently_failed.insert(item, now);
@@ -289,6 +283,27 @@ impl Node {
         }
         self.advertise_inventory(now);
         self.fetch_items(now);
+    }
+
+    /// Hands one block from outside a sync (gossip or a broadcast) to the application. When it
+    /// joins the chain, it and any held blocks it linked are announced and counted here, so
+    /// callers only decide what a held or refused block means for them. Returns the
+    /// application's answer; `None` if it gave none.
+    fn apply_live_block(
+        &mut self,
+        data: Vec<u8>,
+        now: TimePoint,
+    ) -> Option<Result<BlockOutcome, DelegateError>> {
+        let outcome = self
+            .delegate
+            .handle_blocks(std::slice::from_ref(&data), false)
+            .into_iter()
+            .next();
+        if let Some(Ok(BlockOutcome::Accepted { linked })) = &outcome {
+            self.announce_blocks(linked);
+            self.blocks_applied(linked.len(), now);
+        }
+        outcome
     }
 
     /// Advertises blocks that joined the chain, by their inventory hash.
@@ -348,16 +363,9 @@ impl Node {
                 self.announce(item);
             }
             msg_type::BLOCK => {
-                let outcome = self
-                    .delegate
-                    .handle_blocks(std::slice::from_ref(&data), false);
-                match outcome.into_iter().next() {
-                    Some(Ok(BlockOutcome::Accepted { linked })) => {
-                        self.announce_blocks(&linked);
-                        self.blocks_applied(linked.len(), now);
-                    }
-                    Some(Ok(BlockOutcome::Held | BlockOutcome::Duplicate)) | None => {}
-                    Some(Err(e)) => return Err(e.to_string()),
+                // A held block is no error here: it joins the chain when its parent arrives.
+                if let Some(Err(e)) = self.apply_live_block(data, now) {
+                    return Err(e.to_string());
                 }
             }
             other => {

@@ -35,15 +35,7 @@ impl Node {
             return;
         }
         p.sync.we_need_sync_items = true;
-        p.sync.ids_request = Some((synopsis.clone(), now));
-        self.send(
-            peer,
-            Message::FetchBlockchainItemIds(FetchBlockchainItemIdsMessage {
-                item_type: msg_type::BLOCK,
-                blockchain_synopsis: synopsis,
-            }),
-            now,
-        );
+        self.request_ids(peer, synopsis, now);
     }
 
     /// Asks `peer` for the ids after the last one it offered.
@@ -57,7 +49,15 @@ impl Node {
         let Some(last) = p.sync.last_offered else {
             return;
         };
-        let synopsis = vec![last];
+        self.request_ids(peer, vec![last], now);
+    }
+
+    /// Sends `peer` a fetch_blockchain_item_ids for the blocks after `synopsis`, remembering
+    /// the synopsis so the answer can be checked against it and no second request overlaps.
+    fn request_ids(&mut self, peer: PeerId, synopsis: Vec<BlockId>, now: TimePoint) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         p.sync.ids_request = Some((synopsis.clone(), now));
         self.send(
             peer,

@@ -49,24 +49,8 @@ pub async fn run(
         Target::Dial(addr) => {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    let _ = events
-                        .send(Event::DialFailed {
-                            peer,
-                            error: e.to_string(),
-                        })
-                        .await;
-                    return;
-                }
-                Err(_) => {
-                    let _ = events
-                        .send(Event::DialFailed {
-                            peer,
-                            error: "connect timed out".into(),
-                        })
-                        .await;
-                    return;
-                }
+                Ok(Err(e)) => return report(&events, dial_failed(peer, e)).await,
+                Err(_) => return report(&events, dial_failed(peer, "connect timed out")).await,
             }
         }
     };
@@ -76,36 +60,19 @@ pub async fn run(
     let mut channel = SecureChannel::new();
     // Both sides send their key first; nobody waits.
     if let Err(e) = writer.write_all(channel.our_key()).await {
-        let _ = events
-            .send(Event::DialFailed {
-                peer,
-                error: e.to_string(),
-            })
-            .await;
-        return;
+        return report(&events, dial_failed(peer, e)).await;
     }
     let mut buf = vec![0u8; READ_CHUNK];
     while !channel.is_established() {
         match reader.read(&mut buf).await {
             Ok(0) | Err(_) => {
-                let _ = events
-                    .send(Event::DialFailed {
-                        peer,
-                        error: "closed during the key exchange".into(),
-                    })
-                    .await;
-                return;
+                let error = dial_failed(peer, "closed during the key exchange");
+                return report(&events, error).await;
             }
             Ok(n) => {
-                let _ = events.send(Event::Bytes { peer, bytes: n }).await;
+                report(&events, Event::Bytes { peer, bytes: n }).await;
                 if let Err(e) = channel.receive(&buf[..n]) {
-                    let _ = events
-                        .send(Event::DialFailed {
-                            peer,
-                            error: e.to_string(),
-                        })
-                        .await;
-                    return;
+                    return report(&events, dial_failed(peer, e)).await;
                 }
             }
         }
@@ -136,13 +103,35 @@ pub async fn run(
     ));
     tokio::select! {
         () = read_loop(peer, reader, channel, buf, &events) => {
-            let _ = events.send(Event::Closed { peer }).await;
+            report(&events, Event::Closed { peer }).await;
         }
         // The node closed the connection: stop reading, let the writer flush and finish.
         _ = stop => {}
     }
     // The writer ends when the node drops its sender or asks it to close.
     let _ = write_task.await;
+}
+
+/// Hands `event` to the node task. A failed send means the node task is gone and nobody is
+/// left to tell, so the caller goes on (or returns) the same either way.
+async fn report(events: &mpsc::Sender<Event>, event: Event) {
+    let _ = events.send(event).await;
+}
+
+/// The event for a connection that failed before its channel was established.
+fn dial_failed(peer: PeerId, error: impl std::fmt::Display) -> Event {
+    Event::DialFailed {
+        peer,
+        error: error.to_string(),
+    }
+}
+
+/// The event for a peer whose bytes or frames broke the protocol.
+fn protocol_error(peer: PeerId, error: impl std::fmt::Display) -> Event {
+    Event::ProtocolError {
+        peer,
+        error: error.to_string(),
+    }
 }
 
 async fn read_loop(
@@ -162,26 +151,10 @@ async fn read_loop(
                             return;
                         }
                     }
-                    Err(e) => {
-                        let _ = events
-                            .send(Event::ProtocolError {
-                                peer,
-                                error: e.to_string(),
-                            })
-                            .await;
-                        return;
-                    }
+                    Err(e) => return report(events, protocol_error(peer, e)).await,
                 },
                 Ok(None) => break,
-                Err(e) => {
-                    let _ = events
-                        .send(Event::ProtocolError {
-                            peer,
-                            error: e.to_string(),
-                        })
-                        .await;
-                    return;
-                }
+                Err(e) => return report(events, protocol_error(peer, e)).await,
             }
         }
         match reader.read(&mut buf).await {
@@ -195,13 +168,7 @@ async fn read_loop(
                     return;
                 }
                 if let Err(e) = channel.receive(&buf[..n]) {
-                    let _ = events
-                        .send(Event::ProtocolError {
-                            peer,
-                            error: e.to_string(),
-                        })
-                        .await;
-                    return;
+                    return report(events, protocol_error(peer, e)).await;
                 }
             }
         }
