@@ -154,5 +154,9 @@ pub const MAX_SYNC_BYTES_BUFFERED: usize = 128 * 1024 * 1024;
 pub const MAX_ADD_ONCE: usize = 1000;
 /// Sync blocks handed to the application in one batch (MAX_BLOCKS_TO_HANDLE_AT_ONCE).
 pub const MAX_BLOCKS_TO_HANDLE_AT_ONCE: usize = 200;
+/// How far past now an offered sync range may reach (GRAPHENE_NET_FUTURE_SYNC_BLOCKS_GRACE_PERIOD_SEC).
+pub const FUTURE_SYNC_GRACE_US: i64 = 3600 * SECOND_US;
+/// Firewall probe connections open at once, in all, and one per requesting peer.
+pub const MAX_FIREWALL_PROBES: usize = 8;
 /// How often expired transactions are pruned from the application.
 pub const PRUNE_INTERVAL_US: i64 = 60 * SECOND_US;

@@ -9,7 +9,7 @@
 
 use tracing::{debug, info};
 
-use super::config::{FIREWALL_CHECK_INTERVAL_US, FIREWALL_CHECK_MIN_PROTOCOL};
+use super::config::{FIREWALL_CHECK_INTERVAL_US, FIREWALL_CHECK_MIN_PROTOCOL, MAX_FIREWALL_PROBES};
 use super::{FirewallCheckResultKind, Node};
 use crate::peer::{ConnectionList, FirewallCheck, PeerId};
 use crate::wire::Message;
@@ -110,11 +110,25 @@ impl Node {
             self.forward_firewall_check(check, now);
             return;
         }
-        // Someone asks us to test a third node.
-        let Some(requester) = p.node_id else {
+        // Someone asks us to test a third node: only a peer we accepted, only one probe per
+        // requester and a few in all, so nobody can use us to scan or exhaust sockets.
+        let requester = match p.node_id {
+            Some(r) if p.their_state == crate::peer::TheirHelloState::Accepted => r,
+            _ => {
+                self.send_unable_to_check(peer, m.node_id, m.endpoint_to_check, now);
+                return;
+            }
+        };
+        let probes = self.peers.values().filter_map(|q| q.probe_for.as_ref());
+        let (mut total, mut theirs) = (0, 0);
+        for probe in probes {
+            total += 1;
+            theirs += usize::from(probe.requesting_peer == Some(requester));
+        }
+        if total >= MAX_FIREWALL_PROBES || theirs > 0 {
             self.send_unable_to_check(peer, m.node_id, m.endpoint_to_check, now);
             return;
-        };
+        }
         let known = m.node_id == self.node_id
             || self.peers.values().any(|q| {
                 q.list != ConnectionList::Closing
@@ -240,9 +254,14 @@ impl Node {
         match check.requesting_peer {
             None => match m.result {
                 FirewallCheckResult::ConnectionSuccessful => {
-                    info!(endpoint = %m.endpoint_checked, "we are reachable from outside");
-                    self.firewalled = FirewalledState::NotFirewalled;
-                    self.public_endpoint = Some(m.endpoint_checked);
+                    // A helper could lie about where it reached us; only an endpoint on our own
+                    // listening port is worth advertising in hello.
+                    let listen_port = self.listen_endpoint.map(|l| l.port);
+                    if Some(m.endpoint_checked.port) == listen_port {
+                        info!(endpoint = %m.endpoint_checked, "we are reachable from outside");
+                        self.firewalled = FirewalledState::NotFirewalled;
+                        self.public_endpoint = Some(m.endpoint_checked);
+                    }
                 }
                 FirewallCheckResult::UnableToConnect => {
                     info!("we are firewalled");

@@ -333,9 +333,36 @@ impl Node {
             return;
         }
         if item.item_type == msg_type::BLOCK && p.sync.requested.remove(&item.item_hash).is_some() {
-            // The peer does not have a block it offered: fetch it elsewhere.
-            p.sync.ids_to_get_set.remove(&item.item_hash);
+            // The peer lacks a block it offered: stop syncing from it, and make sure someone
+            // else is asked for the block.
+            p.sync.ids_to_get.clear();
+            p.sync.ids_to_get_set.clear();
+            p.sync.we_need_sync_items = false;
+            let peer_needs_us = p.sync.peer_needs_sync_items;
             self.active_sync_requests.remove(&item.item_hash);
+            let queued_elsewhere = self
+                .peers
+                .values()
+                .any(|q| q.id != peer && q.sync.ids_to_get_set.contains(&item.item_hash));
+            if !queued_elsewhere {
+                let others: Vec<PeerId> = self
+                    .peers
+                    .values()
+                    .filter(|q| q.id != peer && q.list == ConnectionList::Active)
+                    .map(|q| q.id)
+                    .collect();
+                for q in others {
+                    self.start_sync(q, now);
+                }
+            }
+            if !peer_needs_us {
+                self.disconnect(
+                    peer,
+                    "You are missing a sync item you claim to have, your database is probably corrupted.",
+                    true,
+                    now,
+                );
+            }
             self.fetch_sync_items(now);
         }
     }

@@ -49,7 +49,11 @@ impl Node {
         let Some(last) = p.sync.last_offered else {
             return;
         };
-        self.request_ids(peer, vec![last], now);
+        // Our own synopsis then the last id offered: the peer continues after `last`, or, if
+        // it has since switched away from it, from the last of our blocks it still has.
+        let mut synopsis = self.delegate.blockchain_synopsis();
+        synopsis.push(last);
+        self.request_ids(peer, synopsis, now);
     }
 
     /// Sends `peer` a fetch_blockchain_item_ids for the blocks after `synopsis`, remembering
@@ -99,6 +103,21 @@ impl Node {
         {
             self.activate(peer, now);
         }
+        // The peer's synopsis ends with a block we lack: it is ahead of us, sync with it.
+        let behind = m.blockchain_synopsis.last().is_some_and(|last| {
+            !self.delegate.has_item(&ItemId {
+                item_type: msg_type::BLOCK,
+                item_hash: *last,
+            })
+        });
+        if behind
+            && self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.list == ConnectionList::Active && !p.sync.we_need_sync_items)
+        {
+            self.start_sync(peer, now);
+        }
     }
 
     /// The answer to our sync request.
@@ -124,52 +143,72 @@ impl Node {
             Some(first) if synopsis.is_empty() => first.block_number() == 1,
             Some(first) => synopsis.contains(first) || first.block_number() == 1,
         };
-        if !sequential || !anchored {
-            self.disconnect(
-                peer,
-                "You gave an invalid response to my request for sync blocks",
-                true,
-                now,
-            );
+        let remaining = m.total_remaining_item_count;
+        // The reference's plausibility check: blocks cannot come faster than one a second, so
+        // more than that from our head to an hour from now is a lie (and an empty list with
+        // more to come is not an answer at all).
+        let head = self.delegate.head();
+        let unfetched = ids.last().map_or(0, |l| {
+            i64::from(l.block_number().saturating_sub(head.number))
+        }) + i64::from(remaining);
+        let plausible = (i64::from(head.time.0) + unfetched) * SECOND_US
+            <= now.0 + FUTURE_SYNC_GRACE_US
+            && !(ids.is_empty() && remaining > 0);
+        if !sequential || !anchored || !plausible {
+            let reason = if plausible {
+                "You gave an invalid response to my request for sync blocks"
+            } else {
+                "You offered me a list of more sync blocks than could possibly exist"
+            };
+            self.disconnect(peer, reason, true, now);
             return;
         }
-        p.sync.remaining = m.total_remaining_item_count;
+        // In sync with this peer only when it offers nothing, or just a block we have.
+        let caught_up = ids.is_empty()
+            || (ids.len() == 1
+                && self.delegate.has_item(&ItemId {
+                    item_type: msg_type::BLOCK,
+                    item_hash: ids[0],
+                }));
+        if caught_up {
+            p.sync.we_need_sync_items = false;
+            p.sync.remaining = 0;
+            debug!(peer, "in sync with peer");
+            return;
+        }
+        p.sync.remaining = remaining;
         if let Some(last) = ids.last() {
             p.sync.last_offered = Some(*last);
-            self.sync_target = self.sync_target.max(
-                last.block_number()
-                    .saturating_add(m.total_remaining_item_count),
-            );
+            self.sync_target = self
+                .sync_target
+                .max(last.block_number().saturating_add(remaining));
         }
-        let mut added = 0;
-        for id in ids {
-            let item = ItemId {
-                item_type: msg_type::BLOCK,
-                item_hash: id,
-            };
-            let p = self.peers.get_mut(&peer).expect("peer exists");
-            if p.sync.ids_to_get_set.contains(&id) {
-                continue;
-            }
-            if self.delegate.has_item(&item) {
-                continue;
-            }
-            let p = self.peers.get_mut(&peer).expect("peer exists");
-            p.sync.ids_to_get.push_back(id);
-            p.sync.ids_to_get_set.insert(id);
-            added += 1;
-        }
-        let (queued, remaining) = {
-            let p = &self.peers[&peer];
-            (p.sync.ids_to_get.len(), p.sync.remaining)
+        let fresh: Vec<BlockId> = ids
+            .into_iter()
+            .filter(|id| {
+                !self.delegate.has_item(&ItemId {
+                    item_type: msg_type::BLOCK,
+                    item_hash: *id,
+                })
+            })
+            .collect();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
         };
-        if queued == 0 && remaining == 0 {
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.sync.we_need_sync_items = false;
+        let mut added = 0;
+        for id in fresh {
+            if p.sync.ids_to_get_set.insert(id) {
+                p.sync.ids_to_get.push_back(id);
+                added += 1;
             }
-            debug!(peer, "in sync with peer");
-        } else if remaining > 0 && queued < MIN_BLOCK_IDS_TO_PREFETCH {
+        }
+        let queued = p.sync.ids_to_get.len();
+        if remaining > 0 && queued < MIN_BLOCK_IDS_TO_PREFETCH {
             self.request_more_ids(peer, now);
+        } else if queued == 0 && p.sync.requested.is_empty() {
+            // Everything offered is known: ask once more with our synopsis, whose answer tells
+            // both sides we are in sync (the peer only then advertises inventory to us).
+            self.request_ids(peer, self.delegate.blockchain_synopsis(), now);
         }
         if added > 0 {
             self.fetch_sync_items(now);
@@ -238,7 +277,8 @@ impl Node {
                 for id in &batch {
                     p.sync.requested.insert(*id, now);
                 }
-                if !batch.is_empty() && p.sync.last_item_received.0 == 0 {
+                if !batch.is_empty() {
+                    // The request timeout counts from the newest request, as the reference's.
                     p.sync.last_item_received = now;
                 }
             }
@@ -306,6 +346,23 @@ impl Node {
             .collect();
         for p in dry {
             self.request_more_ids(p, now);
+        }
+        let drained: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.list == ConnectionList::Active
+                    && p.sync.we_need_sync_items
+                    && p.sync.ids_to_get.is_empty()
+                    && p.sync.requested.is_empty()
+                    && p.sync.remaining == 0
+                    && p.sync.ids_request.is_none()
+            })
+            .map(|p| p.id)
+            .collect();
+        for p in drained {
+            let synopsis = self.delegate.blockchain_synopsis();
+            self.request_ids(p, synopsis, now);
         }
         self.fetch_sync_items(now);
     }

@@ -20,6 +20,14 @@ fn counts(net: &SimNet, i: usize) -> ConnectionCounts {
     net.nodes[i].connection_counts()
 }
 
+/// closing_connection messages from `from` to `to` that give `reason`.
+fn closings(net: &SimNet, from: usize, to: usize, reason: &str) -> usize {
+    net.sent(from, to, msg_type::CLOSING_CONNECTION)
+        .into_iter()
+        .filter(|m| matches!(m, Message::ClosingConnection(c) if c.reason_for_closing == reason))
+        .count()
+}
+
 fn rejections(net: &SimNet, from: usize, to: usize) -> Vec<RejectionReason> {
     net.sent(from, to, msg_type::CONNECTION_REJECTED)
         .into_iter()
@@ -182,8 +190,7 @@ fn closing_handshake_both_ways() {
     let now = net.now;
     net.nodes[a].disconnect(peer, "testing", false, now);
     net.pump();
-    let closing = net.sent(a, b, msg_type::CLOSING_CONNECTION);
-    assert_eq!(closing.len(), 1);
+    assert_eq!(closings(&net, a, b, "testing"), 1);
     // b closed on receipt, so both sides are gone.
     assert_eq!(counts(&net, a), ConnectionCounts::default());
     assert_eq!(counts(&net, b), ConnectionCounts::default());
@@ -205,7 +212,9 @@ fn closing_times_out_after_twenty_seconds_when_the_peer_stays() {
     net.advance(CLOSING_TIMEOUT_US - SECOND_US);
     assert_eq!(counts(&net, a).closing, 1);
     net.advance(2 * SECOND_US);
-    assert_eq!(counts(&net, a), ConnectionCounts::default());
+    // The connection we closed is gone (b, deaf, may be dialling in again meanwhile).
+    assert_eq!(counts(&net, a).closing, 0);
+    assert_eq!(counts(&net, a).active, 0);
 }
 
 #[test]
@@ -401,7 +410,64 @@ fn peer_database_is_saved_when_changed_and_at_shutdown() {
     net.nodes[a].shutdown(now);
     net.pump();
     assert!(net.saved.contains_key(&a));
-    assert_eq!(net.sent(a, b, msg_type::CLOSING_CONNECTION).len(), 1);
+    assert_eq!(closings(&net, a, b, "Peer is shutting down"), 1);
+}
+
+#[test]
+fn an_inbound_peer_is_dialled_back_and_verified() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let b = net.add_node(cfg(), test_node_id(2));
+    net.nodes[b].add_node(listen_endpoint(a), net.now);
+    net.advance(1);
+    net.advance(CONNECT_LOOP_INTERVAL_US);
+    // a dialled b's claimed endpoint, met itself as a duplicate, and so proved it.
+    assert_eq!(rejections(&net, b, a), [RejectionReason::AlreadyConnected]);
+    let p = net.nodes[a]
+        .peers()
+        .find(|p| p.list == crate::peer::ConnectionList::Active)
+        .unwrap();
+    assert_eq!(
+        p.firewalled,
+        crate::wire::types::FirewalledState::NotFirewalled
+    );
+    assert!(p.additional_inbound_endpoints.contains(&listen_endpoint(b)));
+    let r = net.nodes[a].peer_db().get(&listen_endpoint(b)).unwrap();
+    assert_eq!(
+        r.last_connection_disposition,
+        crate::store::peer_db::Disposition::LastConnectionSucceeded
+    );
+    assert_eq!(counts(&net, a).active, 1);
+    assert_eq!(counts(&net, b).active, 1);
+}
+
+#[test]
+fn after_sync_the_peer_learns_we_are_in_sync_and_gossips_new_blocks() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let blocks = crate::app::relay_store::make_test_chain(Default::default(), 60, 1_600_000_000);
+    let now = net.now;
+    for blk in &blocks[..50] {
+        net.nodes[a]
+            .broadcast(msg_type::BLOCK, blk.clone(), now)
+            .unwrap();
+    }
+    let late = net.add_node(c, test_node_id(2));
+    net.nodes[late].add_node(listen_endpoint(a), now);
+    net.advance(5 * SECOND_US);
+    assert_eq!(net.nodes[late].delegate().head().number, 50);
+    // New blocks on a now reach late by inventory gossip.
+    for blk in &blocks[50..] {
+        let now = net.now;
+        net.nodes[a]
+            .broadcast(msg_type::BLOCK, blk.clone(), now)
+            .unwrap();
+        net.pump();
+    }
+    net.advance(SECOND_US);
+    assert_eq!(net.nodes[late].delegate().head().number, 60);
 }
 
 #[test]

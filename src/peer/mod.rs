@@ -236,12 +236,13 @@ impl PeerState {
 
     /// Whether this connection reaches `endpoint` (the reference's get_connection_for_endpoint).
     pub fn reaches(&self, endpoint: &Endpoint) -> bool {
+        // An active inbound peer's claimed endpoint is not proof that it listens there: only a
+        // successful dial-back (additional_inbound_endpoints) is, as in the reference.
         let by_socket = match self.list {
             ConnectionList::Active => self.direction == Direction::Outbound,
             _ => true,
         };
         (by_socket && self.remote_endpoint == *endpoint)
-            || self.remote_inbound_endpoint == Some(*endpoint)
             || self.additional_inbound_endpoints.contains(endpoint)
     }
 
