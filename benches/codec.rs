@@ -15,7 +15,6 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use grapevine::crypto::CipherStream;
 use grapevine::wire::Message;
 use grapevine::wire::frame::{FrameDecoder, SecureCodec, encode_frame};
 use serde_json::Value;
@@ -43,10 +42,7 @@ fn frame_mix() -> Vec<(u32, Vec<u8>)> {
 }
 
 fn secure_codec() -> SecureCodec {
-    SecureCodec::new(
-        CipherStream::encryptor(&KEY, &IV),
-        CipherStream::decryptor(&KEY, &IV),
-    )
+    SecureCodec::from_key_iv(&KEY, &IV)
 }
 
 fn frames(c: &mut Criterion) {

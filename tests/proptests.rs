@@ -685,14 +685,8 @@ proptest! {
         key in any::<[u8; 32]>(),
         iv in any::<[u8; 16]>(),
     ) {
-        let mut tx = SecureCodec::new(
-            CipherStream::encryptor(&key, &iv),
-            CipherStream::decryptor(&key, &iv),
-        );
-        let mut rx = SecureCodec::new(
-            CipherStream::encryptor(&key, &iv),
-            CipherStream::decryptor(&key, &iv),
-        );
+        let mut tx = SecureCodec::from_key_iv(&key, &iv);
+        let mut rx = SecureCodec::from_key_iv(&key, &iv);
         let mut wire = BytesMut::new();
         for m in &msgs {
             tx.encode_message(m, &mut wire).unwrap();
@@ -766,10 +760,7 @@ proptest! {
             bytes.resize(bytes.len().div_ceil(16) * 16, 0);
             CipherStream::encryptor(&key, &iv).apply(&mut bytes).unwrap();
         }
-        let mut rx = SecureCodec::new(
-            CipherStream::encryptor(&key, &iv),
-            CipherStream::decryptor(&key, &iv),
-        );
+        let mut rx = SecureCodec::from_key_iv(&key, &iv);
         let mut buf = BytesMut::new();
         'feed: for chunk in chunks(&bytes, &cuts(bytes.len(), &idx)) {
             buf.extend_from_slice(chunk);
@@ -853,7 +844,7 @@ fn stream_to_fuzz_channel(msgs: &[Message]) -> Vec<u8> {
     let ExchangeProgress::Done { keys, .. } = peer.feed(ours.our_public_key()).unwrap() else {
         panic!("33 bytes complete the exchange");
     };
-    let mut codec = SecureCodec::new(keys.encryptor(), keys.decryptor());
+    let mut codec = SecureCodec::for_session(&keys);
     let mut wire = BytesMut::new();
     for m in msgs {
         codec.encode_message(m, &mut wire).unwrap();

@@ -367,9 +367,9 @@ fn live_sessions_decrypt_end_to_end() {
 
         // One codec per direction, as each side sees it: the client encrypts what it sends,
         // the server's stream is decrypted from the same key and IV.
-        let mut c2s_rx = SecureCodec::new(keys.encryptor(), keys.decryptor());
-        let mut s2c_rx = SecureCodec::new(keys.encryptor(), keys.decryptor());
-        let mut c2s_tx = SecureCodec::new(keys.encryptor(), keys.decryptor());
+        let mut c2s_rx = SecureCodec::for_session(&keys);
+        let mut s2c_rx = SecureCodec::for_session(&keys);
+        let mut c2s_tx = SecureCodec::for_session(&keys);
         let mut c2s_buf = BytesMut::new();
         let mut s2c_buf = BytesMut::new();
         let mut rejected_reason = None;

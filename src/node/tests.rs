@@ -16,6 +16,18 @@ fn cfg() -> NodeConfig {
     }
 }
 
+/// Adds `count` nodes with ids from `first_id`, each asked to dial `target`.
+fn dialers(net: &mut SimNet, count: u8, first_id: u8, target: usize) -> Vec<usize> {
+    (0..count)
+        .map(|k| {
+            let d = net.add_node(cfg(), test_node_id(first_id + k));
+            let now = net.now;
+            net.nodes[d].add_node(listen_endpoint(target), now);
+            d
+        })
+        .collect()
+}
+
 fn counts(net: &SimNet, i: usize) -> ConnectionCounts {
     net.nodes[i].connection_counts()
 }
@@ -223,12 +235,7 @@ fn full_node_rejects_but_still_hands_out_addresses() {
     let mut small = cfg();
     small.max_connections = 8;
     let hub = net.add_node(small, test_node_id(1));
-    let dialers: Vec<usize> = (0..30)
-        .map(|k| net.add_node(cfg(), test_node_id(10 + k)))
-        .collect();
-    for &d in &dialers {
-        net.nodes[d].add_node(listen_endpoint(hub), net.now);
-    }
+    let dialers = dialers(&mut net, 30, 10, hub);
     net.advance(1);
     net.advance(SECOND_US);
     assert!(counts(&net, hub).active <= 8);

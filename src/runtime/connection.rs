@@ -92,7 +92,7 @@ pub async fn run(
     {
         return;
     }
-    let codec = SecureCodec::new(keys.encryptor(), keys.decryptor());
+    let codec = SecureCodec::for_session(&keys);
     let write_task = tokio::spawn(write_loop(
         peer,
         writer,

@@ -101,7 +101,7 @@ impl SecureChannel {
                     consumed,
                 } => {
                     data = &data[consumed..];
-                    let codec = SecureCodec::new(keys.encryptor(), keys.decryptor());
+                    let codec = SecureCodec::for_session(&keys);
                     self.state = State::Established {
                         codec: Box::new(codec),
                         keys: Box::new(keys),

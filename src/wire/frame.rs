@@ -204,6 +204,20 @@ impl SecureCodec {
         }
     }
 
+    /// A codec for one side of a connection whose two directions share `key` and `iv`, as
+    /// every stcp connection's do.
+    pub fn from_key_iv(key: &[u8; 32], iv: &[u8; 16]) -> Self {
+        Self::new(
+            CipherStream::encryptor(key, iv),
+            CipherStream::decryptor(key, iv),
+        )
+    }
+
+    /// The codec for a connection with these session keys.
+    pub fn for_session(keys: &crate::crypto::SessionKeys) -> Self {
+        Self::from_key_iv(&keys.aes_key, &keys.aes_iv)
+    }
+
     /// Bytes of `src` already decrypted but not yet returned as a frame.
     pub fn buffered_plaintext(&self) -> usize {
         self.decrypted
@@ -350,14 +364,8 @@ mod tests {
     fn secure_codec_round_trip_with_odd_splits() {
         let key = [1u8; 32];
         let iv = [2u8; 16];
-        let mut tx = SecureCodec::new(
-            CipherStream::encryptor(&key, &iv),
-            CipherStream::decryptor(&key, &iv),
-        );
-        let mut rx = SecureCodec::new(
-            CipherStream::encryptor(&key, &iv),
-            CipherStream::decryptor(&key, &iv),
-        );
+        let mut tx = SecureCodec::from_key_iv(&key, &iv);
+        let mut rx = SecureCodec::from_key_iv(&key, &iv);
         let mut wire = BytesMut::new();
         let msgs: Vec<Message> = (0..20)
             .map(|i| Message::Unknown {
