@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use grapevine::app::ChainHead;
 use grapevine::app::{BlockOutcome, Delegate, DelegateError};
-use grapevine::node::{ChainHead, NodeConfig};
+use grapevine::node::NodeConfig;
 use grapevine::runtime::{self, RuntimeConfig};
 use grapevine::wire::message::{ItemId, message_hash, msg_type};
 use grapevine::wire::types::{BlockId, Sha256, TimePoint};

@@ -6,9 +6,16 @@
 
 pub mod relay_store;
 
-use crate::node::ChainHead;
 use crate::wire::message::ItemId;
-use crate::wire::types::{BlockId, Sha256, TimePoint};
+use crate::wire::types::{BlockId, Sha256, TimePoint, TimePointSec};
+
+/// The head of our chain, as hello's user_data reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainHead {
+    pub block_id: BlockId,
+    pub number: u32,
+    pub time: TimePointSec,
+}
 
 /// Why the application refused an item. [`DelegateError::blames_peer`] tells the node whether
 /// the peer that sent it misbehaved.

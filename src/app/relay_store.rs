@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::{debug, warn};
 
 use super::{BlockOutcome, Delegate, DelegateError, synopsis_numbers};
-use crate::node::ChainHead;
+use crate::app::ChainHead;
 use crate::wire::message::{ItemId, block_id_of, block_previous_of, message_hash, msg_type};
 use crate::wire::protocol::{block_timestamp, compute_block_id, transaction_expiration};
 use crate::wire::types::{BlockId, Ripemd160, Sha256, TimePoint, TimePointSec};
