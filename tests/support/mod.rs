@@ -80,7 +80,17 @@ pub struct RawPeer {
 
 impl RawPeer {
     pub async fn connect(addr: SocketAddr) -> RawPeer {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        Self::handshake(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// Connects from a chosen loopback address (127.0.0.N), so that tests can give hostile
+    /// and honest peers different IPs (bans are per IP).
+    pub async fn connect_from(addr: SocketAddr, local: std::net::Ipv4Addr) -> RawPeer {
+        Self::handshake(connect_from(addr, local).await.unwrap()).await
+    }
+
+    /// Runs the key exchange on a connected socket.
+    pub async fn handshake(mut stream: TcpStream) -> RawPeer {
         let mut channel = SecureChannel::new();
         stream.write_all(channel.our_key()).await.unwrap();
         let mut buf = [0u8; 64];
@@ -146,6 +156,75 @@ impl RawPeer {
             let m = self.recv(left).await?;
             if m.msg_type() == msg_type {
                 return Some(m);
+            }
+        }
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `local` (any 127.0.0.N works on Linux).
+pub async fn connect_from(
+    addr: SocketAddr,
+    local: std::net::Ipv4Addr,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((local, 0)))?;
+    socket.connect(addr).await
+}
+
+impl RawPeer {
+    /// Hello, connection_accepted both ways and the address exchange: the peer is active on
+    /// the node when this returns.
+    pub async fn activate(&mut self, chain_id: &str) {
+        let hello = self.hello(chain_id, random_node_id());
+        self.send(Message::Hello(hello)).await;
+        let limit = Duration::from_secs(10);
+        let answer = self.recv_type(
+            grapevine::wire::message::msg_type::CONNECTION_ACCEPTED,
+            limit,
+        );
+        assert!(answer.await.is_some(), "hello accepted");
+        self.send(Message::ConnectionAccepted(
+            grapevine::wire::message::ConnectionAcceptedMessage {},
+        ))
+        .await;
+        let asked = self.recv_type(grapevine::wire::message::msg_type::ADDRESS_REQUEST, limit);
+        assert!(asked.await.is_some(), "node asks for addresses");
+        self.send(Message::Address(grapevine::wire::message::AddressMessage {
+            addresses: vec![],
+        }))
+        .await;
+    }
+
+    /// Sends a current_time_request and waits for its reply, skipping anything else; the
+    /// round trip, or None if no reply came within `limit`.
+    pub async fn time_round_trip(&mut self, limit: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        self.send(Message::CurrentTimeRequest(
+            grapevine::wire::message::CurrentTimeRequestMessage {
+                request_sent_time: grapevine::wire::types::TimePoint(0),
+            },
+        ))
+        .await;
+        let reply = grapevine::wire::message::msg_type::CURRENT_TIME_REPLY;
+        self.recv_type(reply, limit).await?;
+        Some(started.elapsed())
+    }
+
+    /// Whether the node closed the socket within `limit` (messages before the close are read
+    /// and dropped).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => {
+                    if self.channel.receive(&buf[..n]).is_err() {
+                        return true;
+                    }
+                    while let Ok(Some(_)) = self.channel.next_frame() {}
+                }
             }
         }
     }
