@@ -9,5 +9,9 @@ mod support;
 
 #[path = "hostile/common.rs"]
 mod common;
+#[path = "hostile/handshake.rs"]
+mod handshake;
 #[path = "hostile/messages.rs"]
 mod messages;
+#[path = "hostile/wire.rs"]
+mod wire;

@@ -122,6 +122,21 @@ impl SecureChannel {
         }
     }
 
+    /// Frames and encrypts raw `data` as a message of type `msg_type` onto `out` (relaying a
+    /// message whose type we do not know, or a test peer sending bytes that are not what
+    /// their type says).
+    pub fn send_raw(
+        &mut self,
+        msg_type: u32,
+        data: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), ChannelError> {
+        match &mut self.state {
+            State::Exchanging(_) => Err(ChannelError::NotEstablished),
+            State::Established { codec, .. } => Ok(codec.encode_raw(msg_type, data, out)?),
+        }
+    }
+
     /// Frames and encrypts `message` onto `out`.
     pub fn send(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), ChannelError> {
         match &mut self.state {

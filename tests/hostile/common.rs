@@ -5,6 +5,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use grapevine::runtime::NodeHandle;
+use grapevine::wire::Message;
+use grapevine::wire::message::{
+    AddressMessage, BlockchainItemIdsInventoryMessage, CurrentTimeReplyMessage,
+    CurrentTimeRequestMessage,
+};
+use grapevine::wire::types::TimePoint;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::support::*;
 
@@ -25,17 +32,91 @@ pub async fn quiet_node(name: &str) -> NodeHandle {
     start(c).await
 }
 
-/// An honest peer, active on `node`, connected from [`HONEST_IP`].
-pub async fn witness(node: &NodeHandle) -> RawPeer {
-    let mut w = RawPeer::connect_from(addr(node), HONEST_IP).await;
-    w.activate(CHAIN).await;
-    w
+/// An honest peer beside the attack: active on the node from [`HONEST_IP`], answering the
+/// node's requests as a node with an empty chain would (time requests, sync requests,
+/// address requests) from a task of its own, so it stays connected however long a row lasts.
+pub struct Witness {
+    pings: mpsc::Sender<oneshot::Sender<Duration>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Asserts that `witness` is still served: its time request answered within
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Witness {
+    /// The round trip of one time request, or None if the node dropped the witness or did
+    /// not answer within `limit`.
+    pub async fn round_trip(&self, limit: Duration) -> Option<Duration> {
+        let (tx, rx) = oneshot::channel();
+        self.pings.send(tx).await.ok()?;
+        tokio::time::timeout(limit, rx).await.ok()?.ok()
+    }
+}
+
+/// Starts a [`Witness`] on `node`.
+pub async fn witness(node: &NodeHandle) -> Witness {
+    let mut raw = RawPeer::connect_from(addr(node), HONEST_IP).await;
+    raw.activate(CHAIN).await;
+    let (pings, mut rx) = mpsc::channel::<oneshot::Sender<Duration>>(1);
+    let task = tokio::spawn(async move {
+        let mut waiting: Option<(std::time::Instant, oneshot::Sender<Duration>)> = None;
+        loop {
+            tokio::select! {
+                ping = rx.recv(), if waiting.is_none() => {
+                    let Some(reply) = ping else { return };
+                    raw.send(Message::CurrentTimeRequest(CurrentTimeRequestMessage {
+                        request_sent_time: TimePoint(0),
+                    }))
+                    .await;
+                    waiting = Some((std::time::Instant::now(), reply));
+                }
+                m = raw.recv(Duration::from_secs(3600)) => {
+                    let Some(m) = m else { return };
+                    match m {
+                        Message::CurrentTimeReply(_) => {
+                            if let Some((at, reply)) = waiting.take() {
+                                let _ = reply.send(at.elapsed());
+                            }
+                        }
+                        Message::CurrentTimeRequest(r) => {
+                            let now = TimePoint(0);
+                            raw.send(Message::CurrentTimeReply(CurrentTimeReplyMessage {
+                                request_sent_time: r.request_sent_time,
+                                request_received_time: now,
+                                reply_transmitted_time: now,
+                            }))
+                            .await;
+                        }
+                        Message::FetchBlockchainItemIds(f) => {
+                            raw.send(Message::BlockchainItemIdsInventory(
+                                BlockchainItemIdsInventoryMessage {
+                                    total_remaining_item_count: 0,
+                                    item_type: f.item_type,
+                                    item_hashes_available: vec![],
+                                },
+                            ))
+                            .await;
+                        }
+                        Message::AddressRequest(_) => {
+                            raw.send(Message::Address(AddressMessage { addresses: vec![] }))
+                                .await;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    });
+    Witness { pings, task }
+}
+
+/// Asserts that the witness is still served: its time request answered within
 /// [`SERVED_WITHIN`].
-pub async fn assert_served(witness: &mut RawPeer) {
-    let rtt = witness.time_round_trip(T).await;
+pub async fn assert_served(witness: &mut Witness) {
+    let rtt = witness.round_trip(T).await;
     let rtt = rtt.expect("the witness's time request is answered");
     assert!(
         rtt < SERVED_WITHIN,

@@ -129,6 +129,13 @@ impl RawPeer {
         self.stream.write_all(&out).await.unwrap();
     }
 
+    /// Sends a frame of `msg_type` whose data is `data`, whatever the type says it should be.
+    pub async fn send_raw(&mut self, msg_type: u32, data: &[u8]) {
+        let mut out = BytesMut::new();
+        self.channel.send_raw(msg_type, data, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
     /// The next message, or None when the socket closes or `limit` passes.
     pub async fn recv(&mut self, limit: Duration) -> Option<Message> {
         let deadline = tokio::time::Instant::now() + limit;
