@@ -11,6 +11,8 @@ mod support;
 mod common;
 #[path = "hostile/handshake.rs"]
 mod handshake;
+#[path = "hostile/limits.rs"]
+mod limits;
 #[path = "hostile/messages.rs"]
 mod messages;
 #[path = "hostile/wire.rs"]
