@@ -11,3 +11,5 @@ mod support;
 mod common;
 #[path = "hostile/messages.rs"]
 mod messages;
+#[path = "hostile/slowloris.rs"]
+mod slowloris;
