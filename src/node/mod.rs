@@ -24,7 +24,7 @@ mod items;
 pub mod sim;
 mod sync;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use tracing::{debug, info, warn};
@@ -64,6 +64,8 @@ pub struct Node {
     node_id: NodeId,
     listen_endpoint: Option<Endpoint>,
     peers: BTreeMap<PeerId, PeerState>,
+    /// Inbound handshaking peers still in the key exchange, oldest first (ids grow with time).
+    key_exchanges: BTreeSet<PeerId>,
     next_peer_id: PeerId,
     db: PeerDatabase,
     add_once: Vec<Endpoint>,
@@ -188,6 +190,7 @@ impl Node {
             node_id,
             listen_endpoint: None,
             peers: BTreeMap::new(),
+            key_exchanges: BTreeSet::new(),
             next_peer_id: 1,
             db,
             add_once: Vec::new(),
@@ -356,18 +359,8 @@ impl Node {
         }
         let handshaking = self.connection_counts().handshaking;
         let full = handshaking >= self.config.max_connections + EXTRA_HANDSHAKING_CONNECTIONS;
-        let exchanging = || {
-            self.peers.values().filter(|p| {
-                p.list == ConnectionList::Handshaking
-                    && p.direction == Direction::Inbound
-                    && p.key_exchanging()
-            })
-        };
-        if full || exchanging().count() >= MAX_INBOUND_KEY_EXCHANGES {
-            let oldest = exchanging()
-                .min_by_key(|p| (p.initiated_at, p.id))
-                .map(|p| p.id);
-            let Some(oldest) = oldest else {
+        if full || self.key_exchanges.len() >= MAX_INBOUND_KEY_EXCHANGES {
+            let Some(oldest) = self.key_exchanges.first().copied() else {
                 warn!(%remote, handshaking, "refusing socket: too many handshaking connections");
                 return None;
             };
@@ -377,7 +370,9 @@ impl Node {
             }
             self.close_now(oldest, now);
         }
-        Some(self.new_peer(Direction::Inbound, remote, now))
+        let peer = self.new_peer(Direction::Inbound, remote, now);
+        self.key_exchanges.insert(peer);
+        Some(peer)
     }
 
     /// The key exchange with `peer` finished; `hello_digest` is SHA-256 of the shared secret.
@@ -397,6 +392,7 @@ impl Node {
         p.last_message_at = now;
         p.established_at = Some(now);
         p.in_flight_bytes = 0;
+        self.key_exchanges.remove(&peer);
         if p.probe_for.is_some() {
             self.finish_probe(peer, FirewallCheckResultKind::Success, now);
             return;
@@ -419,6 +415,7 @@ impl Node {
 
     /// A dial failed before the key exchange finished.
     pub fn on_dial_failed(&mut self, peer: PeerId, error: &str, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -485,6 +482,7 @@ impl Node {
 
     /// The socket of `peer` is closed.
     pub fn on_closed(&mut self, peer: PeerId, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         let Some(p) = self.peers.remove(&peer) else {
             return;
         };
@@ -541,6 +539,7 @@ impl Node {
 
     /// Closes the socket without a goodbye (the reference's forcible close).
     fn close_now(&mut self, peer: PeerId, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         if let Some(p) = self.peers.get_mut(&peer) {
             if p.closing_since.is_none() {
                 p.closing_since = Some(now);
