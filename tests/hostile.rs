@@ -15,5 +15,7 @@ mod handshake;
 mod limits;
 #[path = "hostile/messages.rs"]
 mod messages;
+#[path = "hostile/slowloris.rs"]
+mod slowloris;
 #[path = "hostile/wire.rs"]
 mod wire;

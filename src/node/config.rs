@@ -12,8 +12,9 @@ pub const DEFAULT_DESIRED_CONNECTIONS: usize = 20;
 /// Connections the node never exceeds (GRAPHENE_NET_DEFAULT_MAX_CONNECTIONS).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200;
 /// TCP connections still handshaking beyond `max_connections` that are accepted so they can be
-/// told "not accepting connections" and handed addresses. Above it a new socket is closed at
-/// once: protects against a flood of silent sockets.
+/// told "not accepting connections" and handed addresses. Above it a new socket closes the
+/// oldest inbound socket still in the key exchange, or, if there is none, is closed at once:
+/// protects against a flood of silent sockets.
 pub const EXTRA_HANDSHAKING_CONNECTIONS: usize = 64;
 /// Base retry delay: a failed peer is retried after (failures + 1) × this.
 pub const PEER_CONNECTION_RETRY_US: i64 = 30 * SECOND_US;
@@ -21,8 +22,30 @@ pub const PEER_CONNECTION_RETRY_US: i64 = 30 * SECOND_US;
 pub const GREATLY_DELAY_FAILURES: u32 = 120;
 /// How often the connect loop runs when nothing wakes it.
 pub const CONNECT_LOOP_INTERVAL_US: i64 = 10 * SECOND_US;
-/// A handshaking connection with no traffic either way for this long is dropped.
+/// A handshaking connection with no complete message either way for this long is dropped
+/// (the reference's rule). The peer's 33-byte key counts as its first message; bytes of a
+/// message still arriving never count, so a peer trickling its key or its hello a byte at a
+/// time is dropped as if it were silent.
 pub const HANDSHAKE_INACTIVITY_TIMEOUT_US: i64 = 5 * SECOND_US;
+/// A connection not active this long after its socket was accepted (or its dial began) is
+/// dropped, whatever it sends. Protects handshaking slots against a peer that keeps a
+/// handshake alive with a message every few seconds and never finishes it (the reference has
+/// no such cap). An honest handshake is three or four round trips; 30 s leaves room for
+/// several TCP retransmissions on a lossy link and is still 6 inactivity timeouts.
+pub const MAX_HANDSHAKE_DURATION_US: i64 = 30 * SECOND_US;
+/// Inbound sockets still in the key exchange (their 33-byte key not yet complete). A new
+/// socket beyond it closes the oldest of them instead of being refused, so a flood of silent
+/// or trickling sockets costs the node at most this many file descriptors and never locks
+/// honest dialers out; an honest key exchange takes one round trip, so it is only evicted if
+/// this many sockets arrive within that round trip.
+pub const MAX_INBOUND_KEY_EXCHANGES: usize = 128;
+/// The slowest a message in flight may arrive and still count as the peer being heard from
+/// (and as progress on a request): each this-many bytes of it vouch for one second from its
+/// first byte, never past its latest byte. A 2 MiB block at 16 KiB/s (128 kbit/s) takes 128 s
+/// and keeps its sender; a trickle below the rate earns nothing, so the peer is dropped one
+/// inactivity window after its last complete message. It also bounds how long one message
+/// can hold a connection: `MAX_MESSAGE_SIZE` / this rate + the inactivity window.
+pub const MIN_IN_FLIGHT_BYTES_PER_SEC: i64 = 16 * 1024;
 /// A closing connection the peer has not closed after this long is closed by us.
 pub const CLOSING_TIMEOUT_US: i64 = 20 * SECOND_US;
 /// Active peers silent for this many block intervals are disconnected (keepalive at half).

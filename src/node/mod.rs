@@ -5,9 +5,10 @@
 //! The runtime owns sockets and time and drives a [`Node`] like this:
 //! - it reports what happened: [`Node::accept_inbound`] for a new socket,
 //!   [`Node::on_established`] once a connection's key exchange is done,
-//!   [`Node::on_dial_failed`], [`Node::on_message`], [`Node::on_bytes_received`] (also for
-//!   partial frames: a peer slowly sending a large block is active), [`Node::on_sent`],
-//!   [`Node::on_protocol_error`] and [`Node::on_closed`];
+//!   [`Node::on_dial_failed`], [`Node::on_message`], [`Node::on_bytes_received`] (after the
+//!   messages a read completed, with the bytes of the message still arriving: it keeps a peer
+//!   alive only while it advances at [`config::MIN_IN_FLIGHT_BYTES_PER_SEC`]),
+//!   [`Node::on_sent`], [`Node::on_protocol_error`] and [`Node::on_closed`];
 //! - it calls [`Node::handle_timeout`] whenever `now` reaches [`Node::next_deadline`];
 //! - after every call it drains [`Node::poll_command`] and carries the commands out: dial an
 //!   endpoint, send a message, close a socket, save the peer database.
@@ -23,7 +24,7 @@ mod items;
 pub mod sim;
 mod sync;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use tracing::{debug, info, warn};
@@ -63,6 +64,8 @@ pub struct Node {
     node_id: NodeId,
     listen_endpoint: Option<Endpoint>,
     peers: BTreeMap<PeerId, PeerState>,
+    /// Inbound handshaking peers still in the key exchange, oldest first (ids grow with time).
+    key_exchanges: BTreeSet<PeerId>,
     next_peer_id: PeerId,
     db: PeerDatabase,
     add_once: Vec<Endpoint>,
@@ -87,6 +90,9 @@ pub struct Node {
     next_prune: i64,
     next_connect: i64,
     next_terminate: i64,
+    /// The earliest a handshaking connection can be due to be dropped (may be early: the check
+    /// then finds nothing and recomputes it).
+    next_handshake_check: i64,
     next_peer_list_refresh: i64,
     next_seed_retry: i64,
     next_db_save: i64,
@@ -184,6 +190,7 @@ impl Node {
             node_id,
             listen_endpoint: None,
             peers: BTreeMap::new(),
+            key_exchanges: BTreeSet::new(),
             next_peer_id: 1,
             db,
             add_once: Vec::new(),
@@ -208,6 +215,7 @@ impl Node {
             next_prune: t + PRUNE_INTERVAL_US,
             next_connect: t,
             next_terminate: t + TERMINATE_CHECK_INTERVAL_US,
+            next_handshake_check: i64::MAX,
             next_peer_list_refresh: t + PEER_LIST_REFRESH_US,
             next_seed_retry: t + SEED_RETRY_WHEN_ALONE_US,
             next_db_save: t + PEER_DB_SAVE_INTERVAL_US,
@@ -333,21 +341,38 @@ impl Node {
         self.next_peer_id += 1;
         self.peers
             .insert(id, PeerState::new(id, direction, endpoint, now));
+        self.next_handshake_check = self
+            .next_handshake_check
+            .min(now.0.saturating_add(HANDSHAKE_INACTIVITY_TIMEOUT_US));
         id
     }
 
-    /// A socket was accepted. `None` means too many connections are already handshaking: close
-    /// the socket at once.
+    /// A socket was accepted. `None` means too many connections are already handshaking, none
+    /// of them still in the key exchange: close the socket at once.
+    ///
+    /// Sockets still in the key exchange never lock a new one out: when there are
+    /// [`MAX_INBOUND_KEY_EXCHANGES`] of them, or the handshaking list is full, the oldest is
+    /// closed ([`Command::Close`]) to make room.
     pub fn accept_inbound(&mut self, remote: Endpoint, now: TimePoint) -> Option<PeerId> {
         if self.shutting_down || !self.config.accept_incoming_connections {
             return None;
         }
         let handshaking = self.connection_counts().handshaking;
-        if handshaking >= self.config.max_connections + EXTRA_HANDSHAKING_CONNECTIONS {
-            warn!(%remote, handshaking, "refusing socket: too many handshaking connections");
-            return None;
+        let full = handshaking >= self.config.max_connections + EXTRA_HANDSHAKING_CONNECTIONS;
+        if full || self.key_exchanges.len() >= MAX_INBOUND_KEY_EXCHANGES {
+            let Some(oldest) = self.key_exchanges.first().copied() else {
+                warn!(%remote, handshaking, "refusing socket: too many handshaking connections");
+                return None;
+            };
+            if let Some(p) = self.peers.get_mut(&oldest) {
+                debug!(endpoint = %p.remote_endpoint, "closing the oldest key exchange for a new socket");
+                p.close_error = Some("Closed for a newer socket: key exchange unfinished".into());
+            }
+            self.close_now(oldest, now);
         }
-        Some(self.new_peer(Direction::Inbound, remote, now))
+        let peer = self.new_peer(Direction::Inbound, remote, now);
+        self.key_exchanges.insert(peer);
+        Some(peer)
     }
 
     /// The key exchange with `peer` finished; `hello_digest` is SHA-256 of the shared secret.
@@ -363,6 +388,11 @@ impl Node {
         };
         p.local_endpoint = Some(local);
         p.last_received_at = now;
+        // The peer's key is its first message.
+        p.last_message_at = now;
+        p.established_at = Some(now);
+        p.in_flight_bytes = 0;
+        self.key_exchanges.remove(&peer);
         if p.probe_for.is_some() {
             self.finish_probe(peer, FirewallCheckResultKind::Success, now);
             return;
@@ -385,6 +415,7 @@ impl Node {
 
     /// A dial failed before the key exchange finished.
     pub fn on_dial_failed(&mut self, peer: PeerId, error: &str, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -404,11 +435,27 @@ impl Node {
         self.trigger_connect_loop(now);
     }
 
-    /// Bytes arrived from `peer` (whole messages or not): the connection is alive.
-    pub fn on_bytes_received(&mut self, peer: PeerId, bytes: usize, now: TimePoint) {
+    /// `bytes` were read from `peer`'s socket, after which `in_flight` bytes of a message not
+    /// yet complete are buffered (0 when the read ended on a message boundary). Report the
+    /// messages the same read completed first ([`Node::on_message`]).
+    ///
+    /// Bytes are not activity in themselves: during the handshake they never count, and once
+    /// active a message in flight keeps the peer alive only while it arrives at
+    /// [`MIN_IN_FLIGHT_BYTES_PER_SEC`] or faster ([`PeerState::last_heard`]).
+    pub fn on_bytes_received(
+        &mut self,
+        peer: PeerId,
+        bytes: usize,
+        in_flight: usize,
+        now: TimePoint,
+    ) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_received_at = now;
             p.bytes_received += bytes as u64;
+            if in_flight > 0 && p.in_flight_bytes == 0 {
+                p.in_flight_since = now;
+            }
+            p.in_flight_bytes = in_flight;
         }
         self.bandwidth.received(bytes as u64);
     }
@@ -435,6 +482,7 @@ impl Node {
 
     /// The socket of `peer` is closed.
     pub fn on_closed(&mut self, peer: PeerId, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         let Some(p) = self.peers.remove(&peer) else {
             return;
         };
@@ -491,6 +539,7 @@ impl Node {
 
     /// Closes the socket without a goodbye (the reference's forcible close).
     fn close_now(&mut self, peer: PeerId, now: TimePoint) {
+        self.key_exchanges.remove(&peer);
         if let Some(p) = self.peers.get_mut(&peer) {
             if p.closing_since.is_none() {
                 p.closing_since = Some(now);
@@ -573,6 +622,8 @@ impl Node {
         };
         p.last_received_at = now;
         p.last_message_at = now;
+        // The message in flight, if any, is this one.
+        p.in_flight_bytes = 0;
         if p.we_requested_close
             && !matches!(message, Message::Hello(_) | Message::ClosingConnection(_))
         {
@@ -689,6 +740,7 @@ impl Node {
             [
                 self.next_connect,
                 self.next_terminate,
+                self.next_handshake_check,
                 self.next_peer_list_refresh,
                 self.next_seed_retry,
                 self.next_db_save,
@@ -705,6 +757,9 @@ impl Node {
     pub fn handle_timeout(&mut self, now: TimePoint) {
         let t = now.0;
         self.bandwidth.tick(t);
+        if t >= self.next_handshake_check {
+            self.terminate_handshakes(now);
+        }
         if self.shutting_down {
             if t >= self.next_terminate {
                 self.terminate_inactive_connections(now);
@@ -824,26 +879,82 @@ impl Node {
         }
     }
 
-    /// terminate_inactive_connections: drop silent handshakes, keep active peers alive or
-    /// disconnect them, and close connections stuck in closing.
+    /// Drops handshaking connections that are due: no complete message either way for
+    /// [`HANDSHAKE_INACTIVITY_TIMEOUT_US`] (bytes never count), or not active
+    /// [`MAX_HANDSHAKE_DURATION_US`] after they began. Runs exactly when the first is due (see
+    /// `next_handshake_check`), so a silent socket goes at 5 s, not up to a second later.
+    fn terminate_handshakes(&mut self, now: TimePoint) {
+        let t = now.0;
+        let mut due = Vec::new();
+        let mut next = i64::MAX;
+        for p in self.peers.values() {
+            if p.list != ConnectionList::Handshaking {
+                continue;
+            }
+            let silent_at = p
+                .handshake_activity()
+                .0
+                .saturating_add(HANDSHAKE_INACTIVITY_TIMEOUT_US);
+            let capped_at = p.initiated_at.0.saturating_add(MAX_HANDSHAKE_DURATION_US);
+            if t >= silent_at {
+                due.push((
+                    p.id,
+                    format!(
+                        "Terminating handshaking connection due to inactivity of {} seconds",
+                        HANDSHAKE_INACTIVITY_TIMEOUT_US / SECOND_US
+                    ),
+                ));
+            } else if t >= capped_at {
+                due.push((
+                    p.id,
+                    format!(
+                        "Terminating handshaking connection: not active after {} seconds",
+                        MAX_HANDSHAKE_DURATION_US / SECOND_US
+                    ),
+                ));
+            } else {
+                next = next.min(silent_at.min(capped_at));
+            }
+        }
+        self.next_handshake_check = next;
+        for (id, text) in due {
+            if let Some(p) = self.peers.get_mut(&id) {
+                info!(
+                    endpoint = %p.remote_endpoint,
+                    key_exchange_done = !p.key_exchanging(),
+                    bytes_received = p.bytes_received,
+                    "{text}"
+                );
+                p.close_error = Some(text);
+            }
+            self.close_now(id, now);
+        }
+    }
+
+    /// terminate_inactive_connections: drop handshakes that are due, keep active peers alive
+    /// or disconnect them, and close connections stuck in closing.
+    ///
+    /// An active peer is heard from by its complete messages, and by a message still arriving
+    /// only while it advances at [`MIN_IN_FLIGHT_BYTES_PER_SEC`]; silent for the inactivity
+    /// window it is disconnected (forcibly when it is stuck mid-message: it could not answer
+    /// our goodbye before finishing the message anyway). Request timeouts use the same clock.
     pub fn terminate_inactive_connections(&mut self, now: TimePoint) {
+        self.terminate_handshakes(now);
         let t = now.0;
         let inactivity = self.config.active_inactivity_timeout_us();
         let keepalive = self.config.keepalive_after_us();
+        let rate = MIN_IN_FLIGHT_BYTES_PER_SEC;
         let mut forcible = Vec::new();
         let mut gentle = Vec::new();
         let mut keepalives = Vec::new();
         for p in self.peers.values() {
             match p.list {
-                ConnectionList::Handshaking => {
-                    if t - p.last_activity().0 >= HANDSHAKE_INACTIVITY_TIMEOUT_US {
-                        forcible.push(p.id);
-                    }
-                }
+                // Handled by terminate_handshakes.
+                ConnectionList::Handshaking => {}
                 ConnectionList::Active => {
-                    let silent = t - p.last_heard().0;
+                    let silent = t - p.last_heard(rate).0;
                     let overdue =
-                        |sent: TimePoint| t - p.request_clock(sent).0 >= REQUEST_TIMEOUT_US;
+                        |sent: TimePoint| t - p.request_clock(sent, rate).0 >= REQUEST_TIMEOUT_US;
                     let stalled = p.items_requested.values().any(|s| overdue(*s))
                         || p.sync
                             .ids_request
@@ -852,6 +963,13 @@ impl Node {
                         || (!p.sync.requested.is_empty() && overdue(p.sync.last_item_received));
                     if stalled {
                         info!(endpoint = %p.remote_endpoint, "request timed out; dropping the peer");
+                        forcible.push(p.id);
+                    } else if silent >= inactivity && p.in_flight_bytes > 0 {
+                        info!(
+                            endpoint = %p.remote_endpoint,
+                            in_flight = p.in_flight_bytes,
+                            "message in flight slower than {rate} bytes/s; dropping the peer"
+                        );
                         forcible.push(p.id);
                     } else if silent >= inactivity {
                         gentle.push(p.id);
@@ -869,16 +987,6 @@ impl Node {
             }
         }
         for id in forcible {
-            if let Some(p) = self.peers.get_mut(&id)
-                && p.list == ConnectionList::Handshaking
-            {
-                let text = format!(
-                    "Terminating handshaking connection due to inactivity of {} seconds",
-                    HANDSHAKE_INACTIVITY_TIMEOUT_US / SECOND_US
-                );
-                info!(endpoint = %p.remote_endpoint, "{text}");
-                p.close_error = Some(text);
-            }
             self.close_now(id, now);
         }
         for id in gentle {

@@ -168,8 +168,9 @@ impl SimNet {
                     return;
                 }
                 let digest = self.digests.get(&(j, pj)).copied();
-                self.nodes[j].on_bytes_received(pj, size, now);
+                // As the runtime reports a read: its messages, then its bytes.
                 self.nodes[j].on_message(pj, decoded, digest, now);
+                self.nodes[j].on_bytes_received(pj, size, 0, now);
             }
             Command::Close { peer } => {
                 self.nodes[i].on_closed(peer, now);

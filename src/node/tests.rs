@@ -287,19 +287,285 @@ fn a_slow_large_message_keeps_the_peer_alive() {
     net.advance(1);
     net.frozen.push(b);
     let peer = net.nodes[a].peers().next().unwrap().id;
-    // A 2 MiB block trickling in at 16 KiB a second for longer than the inactivity timeout.
+    // A block arriving at exactly the minimum rate for twice the inactivity timeout.
     let total = cfg().active_inactivity_timeout_us() * 2;
+    let chunk = MIN_IN_FLIGHT_BYTES_PER_SEC as usize;
+    let mut in_flight = 0;
     let mut t = 0;
     while t < total {
         net.advance(SECOND_US);
         t += SECOND_US;
+        in_flight += chunk;
         let now = net.now;
-        net.nodes[a].on_bytes_received(peer, 16 * 1024, now);
+        net.nodes[a].on_bytes_received(peer, chunk, in_flight, now);
     }
+    assert!(in_flight < crate::wire::frame::MAX_MESSAGE_SIZE);
     assert_eq!(counts(&net, a).active, 1);
-    // Without the trickle the same silence disconnects.
-    net.advance(total);
+    // When the bytes stop, the same silence disconnects, at once (no goodbye mid-message).
+    net.advance(cfg().active_inactivity_timeout_us() + SECOND_US);
+    assert!(net.nodes[a].peer(peer).is_none());
     assert_eq!(counts(&net, a).active, 0);
+}
+
+/// Steps the clock by `step` and reports one read of `bytes` from `peer` on node `i`, each
+/// adding to the message in flight, until `until` (absolute µs) or the peer is gone. Returns
+/// when the peer was dropped, if it was.
+fn trickle(
+    net: &mut SimNet,
+    i: usize,
+    peer: PeerId,
+    bytes: usize,
+    step: i64,
+    until: i64,
+) -> Option<i64> {
+    let gone = |net: &SimNet| {
+        net.nodes[i]
+            .peer(peer)
+            .is_none_or(|p| p.list == ConnectionList::Closing)
+    };
+    let mut in_flight = 0;
+    while net.now.0 < until {
+        // Small steps, so the drop is seen within 10 ms of when it happens.
+        let next = net.now.0 + step;
+        while net.now.0 < next {
+            net.advance((next - net.now.0).min(SECOND_US / 100));
+            if gone(net) {
+                return Some(net.now.0);
+            }
+        }
+        in_flight += bytes;
+        let now = net.now;
+        net.nodes[i].on_bytes_received(peer, bytes, in_flight, now);
+        // The node acts on its own deadlines; check right after the read too.
+        net.pump();
+        if gone(net) {
+            return Some(net.now.0);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_trickle_below_the_minimum_rate_is_dropped_within_the_inactivity_window() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let b = net.add_node(cfg(), test_node_id(2));
+    net.nodes[a].add_node(listen_endpoint(b), net.now);
+    net.advance(1);
+    net.frozen.push(b);
+    let peer = net.nodes[a].peers().next().unwrap().id;
+    let last_message = net.nodes[a].peer(peer).unwrap().last_message_at.0;
+    let window = cfg().active_inactivity_timeout_us();
+    // One byte every 4 s: each read is activity in the old rule, none is in the new one.
+    let dropped = trickle(
+        &mut net,
+        a,
+        peer,
+        1,
+        4 * SECOND_US,
+        last_message + 3 * window,
+    );
+    let dropped = dropped.expect("the trickler is dropped");
+    // Its first byte (4 s after its last message) is the last time it was heard from.
+    let after = dropped - (last_message + 4 * SECOND_US);
+    assert!(
+        (window..=window + TERMINATE_CHECK_INTERVAL_US + SECOND_US / 100).contains(&after),
+        "dropped {after} µs after its first trickled byte (window {window})"
+    );
+    // Forcibly: it could not hear a goodbye mid-message.
+    assert_eq!(closings(&net, a, b, "Disconnecting due to inactivity"), 0);
+    assert!(net.nodes[a].peer(peer).is_none());
+    assert_eq!(counts(&net, a).active, 0);
+}
+
+#[test]
+fn request_timeouts_follow_the_same_rate_rule() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let slow = net.add_node(c.clone(), test_node_id(2));
+    let trickler = net.add_node(c, test_node_id(3));
+    connect(&mut net, a, slow);
+    connect(&mut net, a, trickler);
+    let peer_of = |net: &SimNet, j: usize| {
+        net.nodes[a]
+            .peers()
+            .find(|p| p.remote_endpoint == listen_endpoint(j))
+            .unwrap()
+            .id
+    };
+    let (slow_peer, trickler_peer) = (peer_of(&net, slow), peer_of(&net, trickler));
+    for (k, j) in [(1, slow), (2, trickler)] {
+        let t = trx(100 + k);
+        let now = net.now;
+        net.nodes[j].broadcast(msg_type::TRX, t, now).unwrap();
+        // Its inventory reaches a; a's request never reaches it.
+        net.frozen.push(j);
+        net.pump();
+        assert_eq!(net.sent(a, j, msg_type::FETCH_ITEMS).len(), 1);
+    }
+    let start = net.now.0;
+    // The answer to `slow` arrives at 64 KiB/s for 20 s (1.25 MiB), past REQUEST_TIMEOUT_US.
+    let dropped = trickle(
+        &mut net,
+        a,
+        slow_peer,
+        16 * 1024,
+        SECOND_US / 4,
+        start + 20 * SECOND_US,
+    );
+    assert_eq!(
+        dropped, None,
+        "a request answered at 64 KiB/s is not timed out"
+    );
+    assert_eq!(counts(&net, a).active, 1, "but the trickler was");
+    assert!(net.nodes[a].peer(trickler_peer).is_none());
+    // Meanwhile the trickler's bytes (one every 4 s) did not hold its request open.
+    let mut net2 = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a2 = net2.add_node(c.clone(), test_node_id(1));
+    let t2 = net2.add_node(c, test_node_id(3));
+    connect(&mut net2, a2, t2);
+    let now = net2.now;
+    net2.nodes[t2]
+        .broadcast(msg_type::TRX, trx(9), now)
+        .unwrap();
+    net2.frozen.push(t2);
+    net2.pump();
+    let peer = net2.nodes[a2].peers().next().unwrap().id;
+    let asked = net2.now.0;
+    let dropped = trickle(
+        &mut net2,
+        a2,
+        peer,
+        1,
+        SECOND_US / 2,
+        asked + 60 * SECOND_US,
+    );
+    let after = dropped.expect("the trickler is timed out") - asked;
+    assert!(
+        (REQUEST_TIMEOUT_US..=REQUEST_TIMEOUT_US + 2 * SECOND_US).contains(&after),
+        "timed out {after} µs after the request"
+    );
+}
+
+/// A node with one inbound socket accepted at the current time.
+fn accepted(net: &mut SimNet, i: usize, port: u16) -> PeerId {
+    let now = net.now;
+    let remote = Endpoint::new(std::net::Ipv4Addr::new(127, 0, 0, 3), port);
+    net.nodes[i].accept_inbound(remote, now).unwrap()
+}
+
+#[test]
+fn bytes_never_extend_a_handshake() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    // The key trickled a byte a second.
+    let start = net.now.0;
+    let peer = accepted(&mut net, a, 40_001);
+    let dropped = trickle(&mut net, a, peer, 1, SECOND_US, start + 30 * SECOND_US);
+    assert_eq!(dropped, Some(start + HANDSHAKE_INACTIVITY_TIMEOUT_US));
+    // The key exchange done, the hello trickled a byte a second.
+    net.advance(SECOND_US);
+    let start = net.now.0;
+    let peer = accepted(&mut net, a, 40_002);
+    net.advance(SECOND_US);
+    let now = net.now;
+    net.nodes[a].on_established(peer, listen_endpoint(a), [7; 32], now);
+    net.pump();
+    let dropped = trickle(&mut net, a, peer, 1, SECOND_US, start + 30 * SECOND_US);
+    assert_eq!(
+        dropped,
+        Some(start + SECOND_US + HANDSHAKE_INACTIVITY_TIMEOUT_US),
+        "5 s after the key exchange"
+    );
+}
+
+#[test]
+fn a_chatty_handshake_is_capped() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let start = net.now.0;
+    let peer = accepted(&mut net, a, 40_001);
+    let now = net.now;
+    net.nodes[a].on_established(peer, listen_endpoint(a), [7; 32], now);
+    // A complete message every 3 s: never silent, never active.
+    let request = Message::CurrentTimeRequest(CurrentTimeRequestMessage {
+        request_sent_time: TimePoint(0),
+    });
+    while net.now.0 + 3 * SECOND_US < start + MAX_HANDSHAKE_DURATION_US {
+        net.advance(3 * SECOND_US);
+        let now = net.now;
+        net.nodes[a].on_message(peer, request.clone(), Some([7; 32]), now);
+        net.pump();
+        assert!(net.nodes[a].peer(peer).is_some(), "kept while it talks");
+    }
+    net.advance(start + MAX_HANDSHAKE_DURATION_US - net.now.0);
+    assert!(net.nodes[a].peer(peer).is_none(), "dropped at the cap");
+}
+
+#[test]
+fn key_exchanges_are_capped_by_closing_the_oldest() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let first: Vec<PeerId> = (0..=MAX_INBOUND_KEY_EXCHANGES)
+        .map(|k| {
+            net.advance(1);
+            let peer = accepted(&mut net, a, 40_000 + k as u16);
+            if k == 0 {
+                // The oldest finished its key exchange: it is not a candidate.
+                let now = net.now;
+                net.nodes[a].on_established(peer, listen_endpoint(a), [7; 32], now);
+            }
+            peer
+        })
+        .collect();
+    net.advance(1);
+    let newcomer = accepted(&mut net, a, 50_000);
+    net.pump();
+    assert!(
+        net.nodes[a].peer(newcomer).is_some(),
+        "the newcomer gets in"
+    );
+    assert!(
+        net.nodes[a].peer(first[0]).is_some(),
+        "the established one stays"
+    );
+    assert!(
+        net.nodes[a].peer(first[1]).is_none(),
+        "the oldest key exchange goes"
+    );
+    assert!(net.nodes[a].peer(first[2]).is_some());
+    assert_eq!(counts(&net, a).handshaking, MAX_INBOUND_KEY_EXCHANGES + 1);
+}
+
+#[test]
+fn a_full_handshaking_list_makes_room_from_key_exchanges_only() {
+    let mut net = SimNet::new();
+    let mut small = cfg();
+    small.max_connections = 2;
+    let a = net.add_node(small, test_node_id(1));
+    let cap = 2 + EXTRA_HANDSHAKING_CONNECTIONS;
+    let peers: Vec<PeerId> = (0..cap)
+        .map(|k| accepted(&mut net, a, 40_000 + k as u16))
+        .collect();
+    let now = net.now;
+    for &p in &peers[..cap - 1] {
+        net.nodes[a].on_established(p, listen_endpoint(a), [7; 32], now);
+    }
+    net.pump();
+    // Full, one socket still in the key exchange: it makes room.
+    let newcomer = accepted(&mut net, a, 50_000);
+    net.pump();
+    assert!(net.nodes[a].peer(peers[cap - 1]).is_none());
+    assert_eq!(counts(&net, a).handshaking, cap);
+    // Full of established handshakes: refused.
+    let now = net.now;
+    net.nodes[a].on_established(newcomer, listen_endpoint(a), [7; 32], now);
+    let remote = Endpoint::new(std::net::Ipv4Addr::new(127, 0, 0, 3), 50_001);
+    assert_eq!(net.nodes[a].accept_inbound(remote, now), None);
 }
 
 #[test]

@@ -167,8 +167,14 @@ pub struct PeerState {
     /// Items the peer asked us for, served as its send queue drains.
     pub serve_queue: VecDeque<ItemId>,
     pub sync: SyncState,
-    /// When the last whole message arrived (bytes after it mean a message is in progress).
+    /// When the last whole message arrived (the peer's key counts as its first).
     pub last_message_at: TimePoint,
+    /// When the key exchange finished; `None` while it is under way.
+    pub established_at: Option<TimePoint>,
+    /// Bytes of the message still arriving (0 between messages), as the runtime reports them.
+    pub in_flight_bytes: usize,
+    /// When the first byte of the message still arriving came.
+    pub in_flight_since: TimePoint,
 }
 
 impl PeerState {
@@ -219,19 +225,49 @@ impl PeerState {
                 ..SyncState::default()
             },
             last_message_at: TimePoint(0),
+            established_at: None,
+            in_flight_bytes: 0,
+            in_flight_since: TimePoint(0),
         }
     }
 
-    /// The most recent traffic either way, or the start of the connection.
-    pub fn last_activity(&self) -> TimePoint {
+    /// The last sign of life in the handshake: the start of the connection, or the last
+    /// complete message either way (the peer's key counts as one). Bytes alone are not.
+    pub fn handshake_activity(&self) -> TimePoint {
         self.initiated_at
-            .max(self.last_received_at)
+            .max(self.last_message_at)
             .max(self.last_sent_at)
     }
 
-    /// The most recent time we heard from the peer, or the start of the connection.
-    pub fn last_heard(&self) -> TimePoint {
-        self.initiated_at.max(self.last_received_at)
+    /// Whether the key exchange is still under way.
+    pub fn key_exchanging(&self) -> bool {
+        self.established_at.is_none()
+    }
+
+    /// How far the message still arriving vouches for the peer: every `min_rate` bytes of it
+    /// count for one second from its first byte, never past its latest byte. A trickle below
+    /// `min_rate` earns (almost) nothing. `TimePoint(0)` when no message is in flight.
+    pub fn in_flight_progress(&self, min_rate: i64) -> TimePoint {
+        if self.in_flight_bytes == 0 {
+            return TimePoint(0);
+        }
+        let bytes = i64::try_from(self.in_flight_bytes).unwrap_or(i64::MAX);
+        let earned = bytes.saturating_mul(1_000_000) / min_rate.max(1);
+        TimePoint(
+            self.in_flight_since
+                .0
+                .saturating_add(earned)
+                .min(self.last_received_at.0),
+        )
+    }
+
+    /// The most recent time we heard from the peer: its last complete message, or how far a
+    /// message still arriving at `min_rate` bytes a second or faster vouches for it; the start
+    /// of the connection at the earliest.
+    pub fn last_heard(&self, min_rate: i64) -> TimePoint {
+        self.initiated_at
+            .max(self.last_message_at)
+            .max(self.in_flight_progress(min_rate))
     }
 
     /// Whether this connection reaches `endpoint` (the reference's get_connection_for_endpoint).
@@ -246,14 +282,11 @@ impl PeerState {
             || self.additional_inbound_endpoints.contains(endpoint)
     }
 
-    /// The start of the current silence for a request sent at `sent`: bytes of a message still
-    /// arriving count as an answer in progress.
-    pub fn request_clock(&self, sent: TimePoint) -> TimePoint {
-        if self.last_received_at > self.last_message_at {
-            sent.max(self.last_received_at)
-        } else {
-            sent
-        }
+    /// The start of the current silence for a request sent at `sent`: a message still arriving
+    /// at `min_rate` bytes a second or faster counts as an answer in progress; a slower
+    /// trickle does not.
+    pub fn request_clock(&self, sent: TimePoint, min_rate: i64) -> TimePoint {
+        sent.max(self.in_flight_progress(min_rate))
     }
 
     /// The peer's protocol version, 0 before its hello.

@@ -54,9 +54,12 @@ pub enum Event {
         peer: PeerId,
         error: String,
     },
+    /// `bytes` read from the socket; `in_flight` bytes of a message not yet complete remain
+    /// buffered after it (reported after the messages the read completed).
     Bytes {
         peer: PeerId,
         bytes: usize,
+        in_flight: usize,
     },
     Message {
         peer: PeerId,
@@ -471,7 +474,11 @@ impl NodeTask {
                     self.node.on_closed(peer, now);
                 }
             }
-            Event::Bytes { peer, bytes } => self.node.on_bytes_received(peer, bytes, now),
+            Event::Bytes {
+                peer,
+                bytes,
+                in_flight,
+            } => self.node.on_bytes_received(peer, bytes, in_flight, now),
             Event::Message { peer, message } => {
                 let digest = self.connections.get(&peer).and_then(|c| c.digest);
                 self.node.on_message(peer, message, digest, now);
