@@ -59,6 +59,13 @@ pub struct RunArgs {
     /// Serve the status API (HTTP) here, e.g. 127.0.0.1:8090.
     #[arg(long, value_name = "IP:PORT")]
     pub rpc_endpoint: Option<SocketAddr>,
+    /// How long an address that misbehaved past the threshold stays banned; 0 disables bans
+    /// [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
+    pub ban_seconds: Option<u64>,
+    /// How often a changed peer database is written [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub peer_db_save_seconds: Option<u64>,
     /// error, warn, info, debug or trace (RUST_LOG, when set, wins) [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -167,6 +174,14 @@ impl RunArgs {
                     let a = addr()?;
                     self.rpc_endpoint.get_or_insert(a);
                 }
+                "ban-seconds" => {
+                    let x = n()? as u64;
+                    self.ban_seconds.get_or_insert(x);
+                }
+                "peer-db-save-seconds" => {
+                    let x = n()? as u64;
+                    self.peer_db_save_seconds.get_or_insert(x);
+                }
                 "log-level" => {
                     self.log_level.get_or_insert(s()?);
                 }
@@ -205,6 +220,21 @@ impl RunArgs {
         }
         if let Some(b) = self.connect_to_new_peers {
             node.connect_to_new_peers = b;
+        }
+        let seconds_us = |key: &str, s: u64| {
+            i64::try_from(s)
+                .ok()
+                .and_then(|s| s.checked_mul(crate::node::config::SECOND_US))
+                .ok_or_else(|| key_error(key, "too large"))
+        };
+        if let Some(s) = self.ban_seconds {
+            node.ban_duration_us = seconds_us("--ban-seconds", s)?;
+        }
+        if let Some(s) = self.peer_db_save_seconds {
+            if s == 0 {
+                return Err(key_error("--peer-db-save-seconds", "must be at least 1"));
+            }
+            node.peer_db_save_interval_us = seconds_us("--peer-db-save-seconds", s)?;
         }
         let list = self
             .p2p_advertise_peer_list

@@ -72,7 +72,8 @@ pub async fn run(
             Ok(n) => {
                 report(&events, Event::Bytes { peer, bytes: n }).await;
                 if let Err(e) = channel.receive(&buf[..n]) {
-                    return report(&events, dial_failed(peer, e)).await;
+                    // An invalid key: the node counts it against the peer's address.
+                    return report(&events, protocol_error(peer, e)).await;
                 }
             }
         }
