@@ -173,6 +173,13 @@ impl NodeHandle {
         rx.await.ok()
     }
 
+    /// Bans in force and violation counts.
+    pub async fn bans(&self) -> Option<BanReport> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Bans(tx)).await;
+        rx.await.ok()
+    }
+
     /// Hands an item to the node as if it came from the operator; answers its hash.
     pub async fn broadcast(
         &self,
