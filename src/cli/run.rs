@@ -369,3 +369,45 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_config(text: &str, args: RunArgs) -> Result<RuntimeConfig, CliError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).unwrap();
+        let path = std::env::temp_dir().join(format!("grapevine-cfg-{}.toml", hex::encode(id)));
+        std::fs::write(&path, text).unwrap();
+        let mut args = RunArgs {
+            config: Some(path.clone()),
+            ..args
+        };
+        let result = args
+            .merge_config_file()
+            .and_then(|()| args.to_runtime_config());
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn ban_seconds_from_the_config_file_or_the_flag() {
+        let us = |c: RuntimeConfig| c.node.ban_duration_us;
+        let default = with_config("", RunArgs::default()).unwrap();
+        assert_eq!(us(default), crate::node::config::DEFAULT_BAN_DURATION_US);
+        let file = with_config("ban-seconds = 600", RunArgs::default()).unwrap();
+        assert_eq!(us(file), 600_000_000);
+        let flag = RunArgs {
+            ban_seconds: Some(5),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            us(with_config("ban-seconds = 600", flag).unwrap()),
+            5_000_000
+        );
+        let err = with_config("ban-seconds = -1", RunArgs::default()).unwrap_err();
+        assert!(err.0.contains("ban-seconds"), "{}", err.0);
+        let save = with_config("peer-db-save-seconds = 2", RunArgs::default()).unwrap();
+        assert_eq!(save.node.peer_db_save_interval_us, 2_000_000);
+    }
+}

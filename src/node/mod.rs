@@ -610,6 +610,7 @@ impl Node {
         let endpoint = p.remote_endpoint;
         self.commands.push_back(Command::Send { peer, message });
         if over {
+            // A slow reader is not misbehaving (it may be on a slow link): closed, never scored.
             warn!(%endpoint, "send queue exceeded its limit; closing the connection");
             self.close_now(peer, now);
         }
