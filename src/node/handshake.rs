@@ -160,7 +160,8 @@ impl Node {
             );
             return;
         }
-        // 5. ourselves
+        // 5. ourselves (never scored: a node reaching itself through another address is a
+        // misconfiguration, not an attack)
         if node_id == self.node_id {
             if direction == Direction::Outbound {
                 self.greatly_delay(remote, now);
