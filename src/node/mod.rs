@@ -104,6 +104,9 @@ pub struct Node {
     violations: [u64; Violation::ALL.len()],
     /// Sockets closed at accept because their address is banned.
     refused_banned: u64,
+    /// Connections that just got their address banned, closed once the commands already
+    /// queued (the rejection the protocol sends them) are out: see [`Node::poll_command`].
+    close_after_commands: Vec<(PeerId, TimePoint)>,
 }
 
 /// The node's public facts, for the status API.
@@ -240,6 +243,7 @@ impl Node {
             bans: BanTable::new(config.ban_duration_us),
             violations: [0; Violation::ALL.len()],
             refused_banned: 0,
+            close_after_commands: Vec::new(),
             config,
         }
     }
@@ -308,6 +312,11 @@ impl Node {
 
     /// The next command for the runtime.
     pub fn poll_command(&mut self) -> Option<Command> {
+        if self.commands.is_empty() {
+            for (peer, now) in std::mem::take(&mut self.close_after_commands) {
+                self.close_now(peer, now);
+            }
+        }
         self.commands.pop_front()
     }
 
@@ -508,15 +517,18 @@ impl Node {
             until = %ban.until,
             "banning the address"
         );
-        let victims: Vec<PeerId> = self
+        let others: Vec<PeerId> = self
             .peers
             .values()
-            .filter(|q| q.remote_endpoint.address == endpoint.address)
+            .filter(|q| q.id != peer && q.remote_endpoint.address == endpoint.address)
             .map(|q| q.id)
             .collect();
-        for id in victims {
+        for id in others {
             self.close_now(id, now);
         }
+        // The offender hears why first (the caller queues the protocol's rejection or
+        // goodbye), then its socket is closed without waiting for it to close.
+        self.close_after_commands.push((peer, now));
         self.save_bans();
     }
 
