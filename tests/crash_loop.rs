@@ -38,8 +38,9 @@ const KILLS: usize = 20;
 const PRELOADED: u32 = 10_000;
 /// Blocks the serving node then receives one by one and gossips on.
 const LIVE: u32 = 20_000;
-/// Longest time the node runs before a kill, after its API first answers.
-const MAX_RUN: Duration = Duration::from_millis(600);
+/// Longest time the node runs before a kill, after its API first answers: past a second, so
+/// about half the runs also write the peer database (saved every second here).
+const MAX_RUN: Duration = Duration::from_millis(1500);
 /// How long a start may take.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
@@ -282,8 +283,13 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
     let mut acknowledged_bans: BTreeSet<String> = BTreeSet::new();
     let mut key: Option<String> = None;
     let (mut killed_behind, mut killed_in_bulk_sync) = (0, 0);
+    // Rounds in which the peer database was written.
+    let mut peer_db_writes = 0;
+    let peers_json = b_dir.join("p2p").join("peers.json");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     for round in 0..=KILLS {
         let log = dir.join(format!("b-{round}.log"));
+        let before = modified(&peers_json);
         let mut b = spawn(&b_dir, p2p_b, rpc_b, Some(p2p_a), &log);
         // It always starts, with every acknowledged block and ban.
         let deadline = Instant::now() + START_LIMIT;
@@ -358,13 +364,14 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
         );
         b.0.kill().unwrap();
         b.0.wait().unwrap();
+        peer_db_writes += usize::from(modified(&peers_json) != before);
         check_files(&b_dir);
     }
     stop.store(true, Ordering::Relaxed);
     hostile.join().unwrap();
     println!(
         "{KILLS} kills ({killed_behind} behind the serving node, {killed_in_bulk_sync} in the \
-         first {PRELOADED}-block sync), {} blocks fed live, {} hostile \
+         first {PRELOADED}-block sync, {peer_db_writes} after writing peers.json), {} blocks fed live, {} hostile \
          attempts, {} bans kept, head {acknowledged_head}, {:.1} s",
         fed.load(Ordering::Relaxed),
         attempts.load(Ordering::Relaxed),
@@ -373,6 +380,10 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
     );
     assert!(!acknowledged_bans.is_empty(), "bans were being written");
     assert!(killed_behind > 0, "kills landed while the node was behind");
+    assert!(
+        peer_db_writes > 0,
+        "kills landed after peer database writes"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
