@@ -7,6 +7,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "hostile/bans.rs"]
+mod bans;
 #[path = "hostile/common.rs"]
 mod common;
 #[path = "hostile/handshake.rs"]

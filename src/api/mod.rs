@@ -1,8 +1,9 @@
 //! The status API: HTTP + JSON on `--rpc-endpoint`, plus Prometheus metrics.
 //!
 //! Field names here are a contract with scripts outside the repository: `/info`, `/peers`,
-//! `/potential-peers`, `POST /connect`, `POST /broadcast`, `GET /items/{hash}` and `/metrics`. The server only relays requests to the
-//! node task and formats its answers.
+//! `/potential-peers`, `POST /connect`, `POST /broadcast`, `GET /items/{hash}`, `GET /bans`,
+//! `DELETE /bans/{ip}` and `/metrics`. The server only relays requests to the node task and
+//! formats its answers.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -76,10 +77,38 @@ async fn connect(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
         .into_response()
 }
 
+async fn bans(State(ctl): State<Ctl>) -> Result<Response, Response> {
+    let report = ask(&ctl, Control::Bans).await?;
+    Ok(Json(report.bans).into_response())
+}
+
+async fn unban(
+    State(ctl): State<Ctl>,
+    axum::extract::Path(ip): axum::extract::Path<String>,
+) -> Response {
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "expected an IPv4 address" })),
+        )
+            .into_response();
+    };
+    match ask(&ctl, |reply| Control::Unban { ip, reply }).await {
+        Ok(true) => Json(json!({ "ip": ip.to_string(), "status": "unbanned" })).into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("{ip} is not banned") })),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
 async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
     let info = ask(&ctl, Control::Info).await?;
     let peers = ask(&ctl, Control::Peers).await?;
     let records = ask(&ctl, Control::PotentialPeers).await?;
+    let report = ask(&ctl, Control::Bans).await?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, lines: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -176,6 +205,29 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
         &[(String::new(), info.sync_target_block.to_string())],
     );
     gauge(
+        "grapevine_banned_addresses",
+        "IP addresses banned for misbehaviour.",
+        "gauge",
+        &[(String::new(), report.bans.len().to_string())],
+    );
+    let violations: Vec<(String, String)> = report
+        .violations
+        .iter()
+        .map(|(class, n)| (format!("{{class=\"{class}\"}}"), n.to_string()))
+        .collect();
+    gauge(
+        "grapevine_violations_total",
+        "Protocol violations by peers, per class.",
+        "counter",
+        &violations,
+    );
+    gauge(
+        "grapevine_banned_connections_refused_total",
+        "Sockets closed at accept because their address is banned.",
+        "counter",
+        &[(String::new(), report.refused_connections.to_string())],
+    );
+    gauge(
         "grapevine_uptime_seconds",
         "Seconds since the node started.",
         "counter",
@@ -260,6 +312,8 @@ pub fn router(ctl: Ctl) -> Router {
         .route("/metrics", get(metrics))
         .route("/broadcast", post(broadcast))
         .route("/items/{hash}", get(item))
+        .route("/bans", get(bans))
+        .route("/bans/{ip}", delete(unban))
         .with_state(ctl)
 }
 

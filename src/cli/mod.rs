@@ -43,6 +43,20 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
         rpc_endpoint: SocketAddr,
     },
+    /// List the addresses a running node has banned (from its --rpc-endpoint).
+    Bans {
+        /// The node's status API.
+        #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
+        rpc_endpoint: SocketAddr,
+    },
+    /// Lift a running node's ban on an address (from its --rpc-endpoint).
+    Unban {
+        /// The banned IPv4 address.
+        ip: std::net::Ipv4Addr,
+        /// The node's status API.
+        #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
+        rpc_endpoint: SocketAddr,
+    },
     /// Hand a transaction (1000) or block (1001) to a running node, which relays it.
     Broadcast {
         /// 1000 for a transaction, 1001 for a block.
@@ -74,6 +88,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Peers { rpc_endpoint } => {
             print!("{}", status::peers(rpc_endpoint)?);
+            Ok(())
+        }
+        Command::Bans { rpc_endpoint } => {
+            print!("{}", status::bans(rpc_endpoint)?);
+            Ok(())
+        }
+        Command::Unban { ip, rpc_endpoint } => {
+            print!("{}", status::unban(rpc_endpoint, ip)?);
             Ok(())
         }
         Command::Broadcast {

@@ -59,6 +59,13 @@ pub struct RunArgs {
     /// Serve the status API (HTTP) here, e.g. 127.0.0.1:8090.
     #[arg(long, value_name = "IP:PORT")]
     pub rpc_endpoint: Option<SocketAddr>,
+    /// How long an address that misbehaved past the threshold stays banned; 0 disables bans
+    /// [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
+    pub ban_seconds: Option<u64>,
+    /// How often a changed peer database is written [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub peer_db_save_seconds: Option<u64>,
     /// error, warn, info, debug or trace (RUST_LOG, when set, wins) [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -167,6 +174,14 @@ impl RunArgs {
                     let a = addr()?;
                     self.rpc_endpoint.get_or_insert(a);
                 }
+                "ban-seconds" => {
+                    let x = n()? as u64;
+                    self.ban_seconds.get_or_insert(x);
+                }
+                "peer-db-save-seconds" => {
+                    let x = n()? as u64;
+                    self.peer_db_save_seconds.get_or_insert(x);
+                }
                 "log-level" => {
                     self.log_level.get_or_insert(s()?);
                 }
@@ -205,6 +220,21 @@ impl RunArgs {
         }
         if let Some(b) = self.connect_to_new_peers {
             node.connect_to_new_peers = b;
+        }
+        let seconds_us = |key: &str, s: u64| {
+            i64::try_from(s)
+                .ok()
+                .and_then(|s| s.checked_mul(crate::node::config::SECOND_US))
+                .ok_or_else(|| key_error(key, "too large"))
+        };
+        if let Some(s) = self.ban_seconds {
+            node.ban_duration_us = seconds_us("--ban-seconds", s)?;
+        }
+        if let Some(s) = self.peer_db_save_seconds {
+            if s == 0 {
+                return Err(key_error("--peer-db-save-seconds", "must be at least 1"));
+            }
+            node.peer_db_save_interval_us = seconds_us("--peer-db-save-seconds", s)?;
         }
         let list = self
             .p2p_advertise_peer_list
@@ -337,5 +367,47 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_config(text: &str, args: RunArgs) -> Result<RuntimeConfig, CliError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).unwrap();
+        let path = std::env::temp_dir().join(format!("grapevine-cfg-{}.toml", hex::encode(id)));
+        std::fs::write(&path, text).unwrap();
+        let mut args = RunArgs {
+            config: Some(path.clone()),
+            ..args
+        };
+        let result = args
+            .merge_config_file()
+            .and_then(|()| args.to_runtime_config());
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn ban_seconds_from_the_config_file_or_the_flag() {
+        let us = |c: RuntimeConfig| c.node.ban_duration_us;
+        let default = with_config("", RunArgs::default()).unwrap();
+        assert_eq!(us(default), crate::node::config::DEFAULT_BAN_DURATION_US);
+        let file = with_config("ban-seconds = 600", RunArgs::default()).unwrap();
+        assert_eq!(us(file), 600_000_000);
+        let flag = RunArgs {
+            ban_seconds: Some(5),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            us(with_config("ban-seconds = 600", flag).unwrap()),
+            5_000_000
+        );
+        let err = with_config("ban-seconds = -1", RunArgs::default()).unwrap_err();
+        assert!(err.0.contains("ban-seconds"), "{}", err.0);
+        let save = with_config("peer-db-save-seconds = 2", RunArgs::default()).unwrap();
+        assert_eq!(save.node.peer_db_save_interval_us, 2_000_000);
     }
 }

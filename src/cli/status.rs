@@ -1,4 +1,4 @@
-//! `grapevine info` and `grapevine peers`: the status API as tables for a person.
+//! `grapevine info`, `peers`, `bans` and `unban`: the status API as tables for a person.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,6 +23,11 @@ pub fn get_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> {
 /// POSTs a JSON body to `path` and parses the JSON answer.
 pub fn post_json(endpoint: SocketAddr, path: &str, body: &Value) -> Result<Value, CliError> {
     request(endpoint, "POST", path, Some(body))
+}
+
+/// Sends DELETE for `path` and parses the JSON answer.
+pub fn delete_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> {
+    request(endpoint, "DELETE", path, None)
 }
 
 fn request(
@@ -155,6 +160,7 @@ pub fn peers(endpoint: SocketAddr) -> Result<String, CliError> {
                 cell(&p["bytes_sent"]),
                 cell(&p["bytes_received"]),
                 cell(&p["firewalled"]),
+                cell(&p["misbehaviour_score"]),
             ]
         })
         .collect();
@@ -170,7 +176,32 @@ pub fn peers(endpoint: SocketAddr) -> Result<String, CliError> {
             "sent",
             "received",
             "firewalled",
+            "score",
         ],
         &rows,
     ))
+}
+
+/// `grapevine bans`.
+pub fn bans(endpoint: SocketAddr) -> Result<String, CliError> {
+    let v = get_json(endpoint, "/bans")?;
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            ["ip", "since", "until", "reason", "score"]
+                .iter()
+                .map(|k| cell(&b[*k]))
+                .collect()
+        })
+        .collect();
+    Ok(table(&["ip", "since", "until", "reason", "score"], &rows))
+}
+
+/// `grapevine unban IP`.
+pub fn unban(endpoint: SocketAddr, ip: std::net::Ipv4Addr) -> Result<String, CliError> {
+    delete_json(endpoint, &format!("/bans/{ip}"))?;
+    Ok(format!("{ip} unbanned\n"))
 }

@@ -70,7 +70,7 @@ pub const FIREWALL_CHECK_INTERVAL_US: i64 = 5 * 60 * SECOND_US;
 pub const MAX_ADDRESSES_TO_HANDLE_AT_ONCE: usize = 200;
 /// Bytes queued for one peer before it is dropped (GRAPHENE_NET_MAXIMUM_QUEUED_MESSAGES_IN_BYTES).
 pub const MAX_QUEUED_BYTES_PER_PEER: usize = 1024 * 1024;
-/// How often a changed peer database is saved.
+/// How often a changed peer database is saved, unless configured otherwise.
 pub const PEER_DB_SAVE_INTERVAL_US: i64 = 30 * SECOND_US;
 /// Block interval assumed until the application says otherwise (GRAPHENE_DEFAULT_BLOCK_INTERVAL).
 pub const DEFAULT_BLOCK_INTERVAL_SECS: i64 = 5;
@@ -119,6 +119,11 @@ pub struct NodeConfig {
     pub advertise: AdvertiseAlgorithm,
     /// Seconds between blocks on this chain; sets the active inactivity timeout.
     pub block_interval_secs: i64,
+    /// How long an address stays banned once its misbehaviour score reaches
+    /// [`BAN_THRESHOLD`]; 0 disables bans (scores are still kept and shown).
+    pub ban_duration_us: i64,
+    /// How often a changed peer database is saved.
+    pub peer_db_save_interval_us: i64,
 }
 
 impl Default for NodeConfig {
@@ -132,6 +137,8 @@ impl Default for NodeConfig {
             connect_to_new_peers: true,
             advertise: AdvertiseAlgorithm::All,
             block_interval_secs: DEFAULT_BLOCK_INTERVAL_SECS,
+            ban_duration_us: DEFAULT_BAN_DURATION_US,
+            peer_db_save_interval_us: PEER_DB_SAVE_INTERVAL_US,
         }
     }
 }
@@ -183,3 +190,55 @@ pub const FUTURE_SYNC_GRACE_US: i64 = 3600 * SECOND_US;
 pub const MAX_FIREWALL_PROBES: usize = 8;
 /// How often expired transactions are pruned from the application.
 pub const PRUNE_INTERVAL_US: i64 = 60 * SECOND_US;
+
+// ----- misbehaviour and bans (see `node::bans`) ------------------------------------------------
+//
+// Each violation a peer commits adds its weight to the score of the peer's IP address; a score
+// that reaches [`BAN_THRESHOLD`] bans the address for the configured ban time. Only things an
+// honest node running the reference code never does carry a weight: timeouts, missing items,
+// another chain, full nodes, closing and slow readers cost nothing. Scores decay, so rare
+// accidents never add up to a ban.
+
+/// Score at which an IP address is banned: protects the node against a peer that keeps
+/// reconnecting to send what it is disconnected for.
+pub const BAN_THRESHOLD: u32 = 100;
+/// How long a ban lasts unless the operator says otherwise (`--ban-seconds`): 24 hours.
+pub const DEFAULT_BAN_DURATION_US: i64 = 24 * 3600 * SECOND_US;
+/// One point of misbehaviour score is forgiven per this much time (10 points an hour), so an
+/// honest peer's rare mishap (a decoder disagreement, a race) never accumulates into a ban
+/// while a peer repeating a violation is banned within a few connections.
+pub const SCORE_DECAY_US_PER_POINT: i64 = 6 * 60 * SECOND_US;
+/// Weight of bytes that are not a valid frame or message after the key exchange. Half the
+/// threshold: one could be a decoder disagreement with a newer peer; a second is a pattern.
+pub const WEIGHT_UNDECODABLE: u32 = 50;
+/// Weight of a key exchange whose public key is not a valid secp256k1 point: no implementation
+/// of the protocol sends one.
+pub const WEIGHT_INVALID_KEY_EXCHANGE: u32 = 100;
+/// Weight of a hello whose signature over the shared secret does not verify: forged or
+/// replayed identity.
+pub const WEIGHT_INVALID_HELLO_SIGNATURE: u32 = 100;
+/// Weight of a second hello on one connection.
+pub const WEIGHT_DUPLICATE_HELLO: u32 = 50;
+/// Weight of a message that needs an accepted hello (item inventory, fetch requests) before it.
+pub const WEIGHT_MESSAGE_BEFORE_HELLO: u32 = 50;
+/// Weight of a trx or block body we never asked for. A quarter of the threshold: a request we
+/// dropped (a timeout, a released sync request) can race with its answer.
+pub const WEIGHT_UNREQUESTED_ITEM: u32 = 25;
+/// Weight of each item inventory message that arrives after the peer's advertisements already
+/// fill [`MAX_INVENTORY_PER_PEER`]. Small, because an honest peer's window can differ from ours
+/// by a little; a flood sends many such messages and is banned quickly.
+pub const WEIGHT_INVENTORY_FLOOD: u32 = 10;
+/// Weight of fetch_items requests that push the peer's serve queue above [`MAX_SERVE_QUEUE`]:
+/// the reference never has that many requests outstanding to one peer.
+pub const WEIGHT_FETCH_FLOOD: u32 = 50;
+/// Weight of a block the application rejects as invalid in a way that blames the sender (not
+/// a block whose parent is missing, which is never blamed).
+pub const WEIGHT_INVALID_BLOCK: u32 = 50;
+/// Addresses whose score is remembered; beyond it the least recently scored is forgotten.
+/// Bounds memory against violations from many addresses.
+pub const MAX_SCORED_ADDRESSES: usize = 10_000;
+/// Bans kept; beyond it the ban that would expire first is lifted. Bounds memory and the
+/// size of `bans.json` against an attacker with many addresses.
+pub const MAX_BANS: usize = 10_000;
+/// Expired bans and fully decayed scores dropped per timer pass (work bounded per event).
+pub const BAN_EXPIRY_BATCH: usize = 100;

@@ -134,7 +134,8 @@ impl Node {
                 q.list != ConnectionList::Closing
                     && (q.node_id == Some(m.node_id) || q.remote_endpoint == m.endpoint_to_check)
             });
-        if !self.config.connect_to_new_peers || known || m.endpoint_to_check.port == 0 {
+        let banned = self.banned(&m.endpoint_to_check, now);
+        if !self.config.connect_to_new_peers || known || banned || m.endpoint_to_check.port == 0 {
             self.send_unable_to_check(peer, m.node_id, m.endpoint_to_check, now);
             return;
         }

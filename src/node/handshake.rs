@@ -4,6 +4,7 @@
 
 use tracing::{debug, info};
 
+use super::bans::Violation;
 use super::config::*;
 use super::{AdvertiseAlgorithm, Node, is_public_address};
 use crate::peer::{ConnectionList, OurHelloState, PeerHello, PeerId, TheirHelloState};
@@ -109,6 +110,7 @@ impl Node {
         };
         // 1. state
         if p.their_state != TheirHelloState::Waiting {
+            self.misbehaved(peer, Violation::DuplicateHello, now);
             self.disconnect(peer, "Received an unexpected hello_message", false, now);
             return;
         }
@@ -137,6 +139,7 @@ impl Node {
         });
         if !valid {
             let text = "Invalid signature in hello message";
+            self.misbehaved(peer, Violation::InvalidHelloSignature, now);
             self.reject(peer, RejectionReason::InvalidHelloMessage, text, now);
             self.disconnect(peer, text, false, now);
             return;
@@ -157,7 +160,8 @@ impl Node {
             );
             return;
         }
-        // 5. ourselves
+        // 5. ourselves (never scored: a node reaching itself through another address is a
+        // misconfiguration, not an attack)
         if node_id == self.node_id {
             if direction == Direction::Outbound {
                 self.greatly_delay(remote, now);

@@ -84,7 +84,8 @@ impl Node {
                 return;
             };
             if p.inventory_advertised_to_us.len() >= MAX_INVENTORY_PER_PEER {
-                // The reference stops reading the message here, without blame.
+                // The reference stops reading the message here, without blame; we count it.
+                self.misbehaved(peer, super::bans::Violation::InventoryFlood, now);
                 break;
             }
             p.inventory_advertised_to_us.insert(item, now);
@@ -186,6 +187,7 @@ impl Node {
         if p.serve_queue.len() > MAX_SERVE_QUEUE {
             let endpoint = p.remote_endpoint;
             warn!(%endpoint, "peer asked for more items than we serve at once");
+            self.misbehaved(peer, super::bans::Violation::FetchFlood, now);
             self.disconnect(peer, "You requested too many items at once", true, now);
             return;
         }
@@ -242,6 +244,7 @@ impl Node {
             } else {
                 "You sent me a message that I didn't request"
             };
+            self.misbehaved(peer, super::bans::Violation::UnrequestedItem, now);
             self.disconnect(peer, reason, true, now);
             return;
         }
@@ -270,6 +273,7 @@ impl Node {
                 Some(Ok(BlockOutcome::Accepted { .. } | BlockOutcome::Duplicate)) | None => {}
                 Some(Err(e)) if e.blames_peer() => {
                     info!(error = %e, "invalid block");
+                    self.misbehaved(peer, super::bans::Violation::InvalidBlock, now);
                     self.recently_failed.insert(item, now);
                     self.disconnect(
                         peer,

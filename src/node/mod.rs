@@ -17,6 +17,7 @@
 //! clock, touches a socket or the disk, so every rule is tested by passing times.
 
 pub mod bandwidth;
+pub mod bans;
 pub mod config;
 mod firewall;
 mod handshake;
@@ -40,6 +41,7 @@ use crate::wire::types::{
 };
 
 use bandwidth::BandwidthMonitor;
+use bans::{Ban, BanTable, Violation};
 use config::*;
 pub use config::{AdvertiseAlgorithm, NodeConfig};
 pub use sync::SyncProgress;
@@ -55,6 +57,8 @@ pub enum Command {
     Close { peer: PeerId },
     /// Write the peer database.
     SavePeerDb(Vec<PeerRecord>),
+    /// Write the ban list (every ban in force).
+    SaveBans(Vec<Ban>),
 }
 
 /// The node core. See the module docs for the calling contract.
@@ -101,6 +105,14 @@ pub struct Node {
     public_endpoint: Option<Endpoint>,
     last_firewall_check: i64,
     shutting_down: bool,
+    bans: BanTable,
+    /// Violations seen, per class in [`Violation::ALL`] order.
+    violations: [u64; Violation::ALL.len()],
+    /// Sockets closed at accept because their address is banned.
+    refused_banned: u64,
+    /// Connections that just got their address banned, closed once the commands already
+    /// queued (the rejection the protocol sends them) are out: see [`Node::poll_command`].
+    close_after_commands: Vec<(PeerId, TimePoint)>,
 }
 
 /// The node's public facts, for the status API.
@@ -150,6 +162,19 @@ pub struct PeerInfo {
     pub bytes_received: u64,
     pub firewalled: String,
     pub inbound_endpoint: Option<String>,
+    /// The misbehaviour score of the peer's IP address (see [`bans`]).
+    pub misbehaviour_score: u32,
+}
+
+/// Bans and violation counts, for the status API's `/bans` and `/metrics`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BanReport {
+    /// Bans in force, by address.
+    pub bans: Vec<Ban>,
+    /// Violations seen since start, per class name.
+    pub violations: BTreeMap<&'static str, u64>,
+    /// Sockets closed at accept because their address is banned.
+    pub refused_connections: u64,
 }
 
 fn is_public_address(a: Ipv4Addr) -> bool {
@@ -185,7 +210,6 @@ impl Node {
         config.block_interval_secs = delegate.block_interval_secs();
         let head = delegate.head().number;
         Self {
-            config,
             key,
             node_id,
             listen_endpoint: None,
@@ -218,12 +242,17 @@ impl Node {
             next_handshake_check: i64::MAX,
             next_peer_list_refresh: t + PEER_LIST_REFRESH_US,
             next_seed_retry: t + SEED_RETRY_WHEN_ALONE_US,
-            next_db_save: t + PEER_DB_SAVE_INTERVAL_US,
+            next_db_save: t + config.peer_db_save_interval_us,
             bandwidth: BandwidthMonitor::new(t),
             firewalled: FirewalledState::Unknown,
             public_endpoint: None,
             last_firewall_check: i64::MIN / 2,
             shutting_down: false,
+            bans: BanTable::new(config.ban_duration_us),
+            violations: [0; Violation::ALL.len()],
+            refused_banned: 0,
+            close_after_commands: Vec::new(),
+            config,
         }
     }
 
@@ -291,6 +320,11 @@ impl Node {
 
     /// The next command for the runtime.
     pub fn poll_command(&mut self) -> Option<Command> {
+        if self.commands.is_empty() {
+            for (peer, now) in std::mem::take(&mut self.close_after_commands) {
+                self.close_now(peer, now);
+            }
+        }
         self.commands.pop_front()
     }
 
@@ -332,6 +366,7 @@ impl Node {
         }
         self.commands
             .push_back(Command::SavePeerDb(self.db.snapshot()));
+        self.save_bans();
     }
 
     // ----- connection events -----------------------------------------------------------------
@@ -355,6 +390,12 @@ impl Node {
     /// closed ([`Command::Close`]) to make room.
     pub fn accept_inbound(&mut self, remote: Endpoint, now: TimePoint) -> Option<PeerId> {
         if self.shutting_down || !self.config.accept_incoming_connections {
+            return None;
+        }
+        if self.bans.is_banned(remote.address.to_ipv4(), now) {
+            // Closed before the key exchange: a banned address costs us no curve arithmetic.
+            debug!(%remote, "refusing socket: address banned");
+            self.refused_banned += 1;
             return None;
         }
         let handshaking = self.connection_counts().handshaking;
@@ -473,11 +514,108 @@ impl Node {
 
     /// The peer sent bytes that are not a valid frame or message: the reference drops such a
     /// connection without a closing message.
+    /// Reported during the key exchange, it means the peer's key is not a curve point.
     pub fn on_protocol_error(&mut self, peer: PeerId, error: &str, now: TimePoint) {
-        if let Some(p) = self.peers.get(&peer) {
-            warn!(endpoint = %p.remote_endpoint, error, "dropping peer: invalid data");
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        warn!(endpoint = %p.remote_endpoint, error, "dropping peer: invalid data");
+        let exchanged = p.our_state != OurHelloState::NotSent;
+        if !exchanged && p.direction == Direction::Outbound {
+            if p.probe_for.is_some() {
+                self.finish_probe(peer, FirewallCheckResultKind::Unreachable, now);
+            } else {
+                let ep = p.remote_endpoint;
+                let r = self.db.entry(ep);
+                r.number_of_failed_connection_attempts =
+                    r.number_of_failed_connection_attempts.saturating_add(1);
+                r.last_error = Some(error.to_string());
+            }
         }
+        let violation = if exchanged {
+            Violation::Undecodable
+        } else {
+            Violation::InvalidKeyExchange
+        };
+        self.misbehaved(peer, violation, now);
         self.close_now(peer, now);
+    }
+
+    /// `peer` did something an honest node never does: add the violation's weight to its
+    /// address's score and, when that reaches the threshold, ban the address, close all its
+    /// connections and save the ban list. The caller still handles the connection as the
+    /// protocol says (reject, disconnect), which does nothing more once it is closed.
+    pub fn misbehaved(&mut self, peer: PeerId, violation: Violation, now: TimePoint) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let endpoint = p.remote_endpoint;
+        let ip = endpoint.address.to_ipv4();
+        self.violations[violation.index()] += 1;
+        let Some(ban) = self.bans.record(ip, violation, now) else {
+            let score = self.bans.score(ip, now);
+            info!(%endpoint, violation = violation.name(), score, "peer misbehaved");
+            return;
+        };
+        warn!(
+            %endpoint,
+            violation = violation.name(),
+            score = ban.score,
+            until = %ban.until,
+            "banning the address"
+        );
+        let others: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|q| q.id != peer && q.remote_endpoint.address == endpoint.address)
+            .map(|q| q.id)
+            .collect();
+        for id in others {
+            self.close_now(id, now);
+        }
+        // The offender hears why first (the caller queues the protocol's rejection or
+        // goodbye), then its socket is closed without waiting for it to close.
+        self.close_after_commands.push((peer, now));
+        self.save_bans();
+    }
+
+    fn save_bans(&mut self) {
+        if let Some(bans) = self.bans.take_snapshot_if_dirty() {
+            self.commands.push_back(Command::SaveBans(bans));
+        }
+    }
+
+    /// Puts back the bans saved by a previous run (lapsed ones are dropped).
+    pub fn restore_bans(&mut self, saved: Vec<Ban>, now: TimePoint) {
+        self.bans.restore(saved, now);
+    }
+
+    /// Whether `ip` is banned at `now`.
+    pub fn is_banned(&self, ip: Ipv4Addr, now: TimePoint) -> bool {
+        self.bans.is_banned(ip, now)
+    }
+
+    /// Lifts the ban on `ip` (the operator's `DELETE /bans/{ip}`); false if there was none.
+    pub fn unban(&mut self, ip: Ipv4Addr, now: TimePoint) -> bool {
+        let lifted = self.bans.is_banned(ip, now) && self.bans.unban(ip);
+        if lifted {
+            info!(%ip, "ban lifted by the operator");
+            self.save_bans();
+            self.trigger_connect_loop(now);
+        }
+        lifted
+    }
+
+    /// Bans in force and violation counts.
+    pub fn ban_report(&self, now: TimePoint) -> BanReport {
+        BanReport {
+            bans: self.bans.list(now),
+            violations: Violation::ALL
+                .iter()
+                .map(|v| (v.name(), self.violations[v.index()]))
+                .collect(),
+            refused_connections: self.refused_banned,
+        }
     }
 
     /// The socket of `peer` is closed.
@@ -532,6 +670,7 @@ impl Node {
         let endpoint = p.remote_endpoint;
         self.commands.push_back(Command::Send { peer, message });
         if over {
+            // A slow reader is not misbehaving (it may be on a slow link): closed, never scored.
             warn!(%endpoint, "send queue exceeded its limit; closing the connection");
             self.close_now(peer, now);
         }
@@ -666,6 +805,7 @@ impl Node {
             Message::GetCurrentConnectionsReply(_) => {}
             Message::FetchBlockchainItemIds(m) => {
                 if !accepted {
+                    self.misbehaved(peer, Violation::MessageBeforeHello, now);
                     self.disconnect(
                         peer,
                         "Received an unexpected fetch_blockchain_item_ids_message",
@@ -678,6 +818,7 @@ impl Node {
             }
             Message::FetchItems(m) => {
                 if !accepted {
+                    self.misbehaved(peer, Violation::MessageBeforeHello, now);
                     self.disconnect(
                         peer,
                         "Received an unexpected fetch_items_message",
@@ -690,6 +831,7 @@ impl Node {
             }
             Message::ItemIdsInventory(m) => {
                 if !accepted {
+                    self.misbehaved(peer, Violation::MessageBeforeHello, now);
                     self.disconnect(
                         peer,
                         "Received an unexpected item_ids_inventory_message",
@@ -773,6 +915,9 @@ impl Node {
             self.fetch_items(now);
             self.process_sync_backlog(now);
             self.fetch_sync_items(now);
+            if self.bans.expire(now, BAN_EXPIRY_BATCH) > 0 {
+                self.save_bans();
+            }
             self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
         }
         if t >= self.next_prune {
@@ -806,7 +951,7 @@ impl Node {
             if let Some(records) = self.db.take_snapshot_if_dirty() {
                 self.commands.push_back(Command::SavePeerDb(records));
             }
-            self.next_db_save = t + PEER_DB_SAVE_INTERVAL_US;
+            self.next_db_save = t + self.config.peer_db_save_interval_us;
         }
     }
 
@@ -831,6 +976,10 @@ impl Node {
         })
     }
 
+    fn banned(&self, endpoint: &Endpoint, now: TimePoint) -> bool {
+        self.bans.is_banned(endpoint.address.to_ipv4(), now)
+    }
+
     fn dial(&mut self, endpoint: Endpoint, now: TimePoint) -> PeerId {
         let peer = self.new_peer(Direction::Outbound, endpoint, now);
         let r = self.db.entry(endpoint);
@@ -849,7 +998,7 @@ impl Node {
                 self.add_once.push(ep);
                 continue;
             }
-            if !self.is_connected_to(&ep) && !self.is_own_endpoint(&ep) {
+            if !self.is_connected_to(&ep) && !self.is_own_endpoint(&ep) && !self.banned(&ep, now) {
                 self.dial(ep, now);
             }
         }
@@ -868,6 +1017,7 @@ impl Node {
                     now.0 >= seed_aware_next_attempt(r)
                         && !self.is_connected_to(&r.endpoint)
                         && !self.is_own_endpoint(&r.endpoint)
+                        && !self.banned(&r.endpoint, now)
                 })
                 .map(|r| r.endpoint);
             match candidate {
@@ -1041,7 +1191,7 @@ impl Node {
     }
 
     /// The status API's /peers.
-    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+    pub fn peer_infos(&self, now: TimePoint) -> Vec<PeerInfo> {
         self.peers
             .values()
             .filter(|p| p.probe_for.is_none())
@@ -1058,6 +1208,7 @@ impl Node {
                 bytes_received: p.bytes_received,
                 firewalled: p.firewalled.name(),
                 inbound_endpoint: p.remote_inbound_endpoint.map(|e| e.to_string()),
+                misbehaviour_score: self.bans.score(p.remote_endpoint.address.to_ipv4(), now),
             })
             .collect()
     }

@@ -36,6 +36,8 @@ pub struct SimNet {
     pub trace: Vec<Delivery>,
     /// The last peer database each node asked to save.
     pub saved: BTreeMap<usize, Vec<PeerRecord>>,
+    /// The last ban list each node asked to save.
+    pub saved_bans: BTreeMap<usize, Vec<super::bans::Ban>>,
     /// Nodes whose sockets accept but never answer (to test timeouts).
     pub mute: Vec<usize>,
     /// Nodes that are hung: they receive nothing and run no timers.
@@ -66,6 +68,7 @@ impl SimNet {
             next_port: 40_000,
             trace: Vec::new(),
             saved: BTreeMap::new(),
+            saved_bans: BTreeMap::new(),
             mute: Vec::new(),
             frozen: Vec::new(),
         }
@@ -181,6 +184,9 @@ impl SimNet {
             }
             Command::SavePeerDb(records) => {
                 self.saved.insert(i, records);
+            }
+            Command::SaveBans(bans) => {
+                self.saved_bans.insert(i, bans);
             }
         }
     }

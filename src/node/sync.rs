@@ -403,6 +403,7 @@ impl Node {
                     Ok(BlockOutcome::Duplicate | BlockOutcome::Held) => {}
                     Err(e) if e.blames_peer() => {
                         warn!(error = %e, "invalid sync block");
+                        self.misbehaved(sender, super::bans::Violation::InvalidBlock, now);
                         self.disconnect(
                             sender,
                             "You offered us a block that we reject as invalid",

@@ -40,6 +40,25 @@ fn closings(net: &SimNet, from: usize, to: usize, reason: &str) -> usize {
         .count()
 }
 
+/// Honest-but-unlucky peers (timeouts, missing items, another chain, full nodes, closing) are
+/// never counted as misbehaving.
+fn assert_no_violations(net: &SimNet) {
+    for (i, n) in net.nodes.iter().enumerate() {
+        let report = n.ban_report(net.now);
+        assert!(report.bans.is_empty(), "node {i} banned {:?}", report.bans);
+        assert!(
+            report.violations.values().all(|v| *v == 0),
+            "node {i} counted violations: {:?}",
+            report.violations
+        );
+        assert!(
+            n.peer_infos(net.now)
+                .iter()
+                .all(|p| p.misbehaviour_score == 0)
+        );
+    }
+}
+
 fn rejections(net: &SimNet, from: usize, to: usize) -> Vec<RejectionReason> {
     net.sent(from, to, msg_type::CONNECTION_REJECTED)
         .into_iter()
@@ -125,6 +144,7 @@ fn different_chain_is_rejected_and_delayed() {
     net.advance(20 * SECOND_US);
     assert_eq!(counts(&net, a), ConnectionCounts::default());
     assert_eq!(counts(&net, b), ConnectionCounts::default());
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -137,6 +157,7 @@ fn self_connection_is_rejected() {
     net.advance(1);
     assert!(rejections(&net, b, a).contains(&RejectionReason::ConnectedToSelf));
     assert_eq!(counts(&net, a).active + counts(&net, b).active, 0);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -152,6 +173,7 @@ fn duplicate_node_id_is_rejected() {
     net.advance(1);
     assert_eq!(rejections(&net, a, c), [RejectionReason::AlreadyConnected]);
     assert_eq!(counts(&net, a).active, 1);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -189,6 +211,7 @@ fn silent_handshake_is_dropped_after_five_seconds() {
         ConnectionCounts::default(),
         "dropped at 5 s"
     );
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -206,6 +229,7 @@ fn closing_handshake_both_ways() {
     // b closed on receipt, so both sides are gone.
     assert_eq!(counts(&net, a), ConnectionCounts::default());
     assert_eq!(counts(&net, b), ConnectionCounts::default());
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -227,6 +251,7 @@ fn closing_times_out_after_twenty_seconds_when_the_peer_stays() {
     // The connection we closed is gone (b, deaf, may be dialling in again meanwhile).
     assert_eq!(counts(&net, a).closing, 0);
     assert_eq!(counts(&net, a).active, 0);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -255,6 +280,7 @@ fn full_node_rejects_but_still_hands_out_addresses() {
         );
     }
     assert_eq!(rejected, 22);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -276,6 +302,7 @@ fn keepalive_then_inactivity_disconnect() {
         0,
         "disconnected after the inactivity timeout"
     );
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -588,6 +615,7 @@ fn failed_peers_back_off_linearly() {
     assert_eq!(attempts(&net), 1);
     net.advance(11 * SECOND_US);
     assert_eq!(attempts(&net), 2);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -684,6 +712,7 @@ fn peer_database_is_saved_when_changed_and_at_shutdown() {
     net.pump();
     assert!(net.saved.contains_key(&a));
     assert_eq!(closings(&net, a, b, "Peer is shutting down"), 1);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -923,6 +952,7 @@ fn every_node_of_a_random_graph_gets_each_body_exactly_once() {
         .filter(|d| d.message.msg_type() == msg_type::TRX)
         .count();
     assert_eq!(bodies, items.len() * (n - 1));
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -964,6 +994,7 @@ fn a_late_node_syncs_from_two_peers_in_parallel_then_serves_a_fourth() {
         net.nodes[fourth].delegate().head().block_id,
         net.nodes[a].delegate().head().block_id
     );
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -999,6 +1030,7 @@ fn an_advertiser_that_never_answers_is_timed_out() {
         "fetched from the honest peer"
     );
     assert_eq!(net.sent(a, honest, msg_type::FETCH_ITEMS).len(), 1);
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -1025,6 +1057,7 @@ fn a_block_before_its_parent_is_held_then_accepted() {
     assert_eq!(net.nodes[0].delegate().head().number, 3);
     assert_eq!(net.nodes[1].delegate().head().number, 3);
     assert_eq!(counts(&net, 1).active, 1, "no peer blamed");
+    assert_no_violations(&net);
 }
 
 #[test]
@@ -1035,4 +1068,209 @@ fn unrequested_items_disconnect() {
     net.nodes[1].on_message(peer, Message::Trx(trx(1)), None, now);
     net.pump();
     assert_eq!(counts(&net, 1).active, 0);
+}
+
+// ----- misbehaviour and bans ------------------------------------------------------------------
+
+use crate::crypto::NodeKey;
+use crate::wire::types::{CompactSignatureBytes, IpAddress};
+use crate::wire::variant::VariantObject;
+use bans::Violation;
+
+const EVIL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+const HONEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 6);
+const DIGEST: [u8; 32] = [7; 32];
+
+/// A hello signed by `key` over `digest`.
+fn hello(key: &NodeKey, digest: [u8; 32]) -> HelloMessage {
+    HelloMessage {
+        user_agent: "test".into(),
+        core_protocol_version: CORE_PROTOCOL_VERSION,
+        inbound_address: IpAddress(0),
+        inbound_port: 0,
+        outbound_port: 0,
+        node_public_key: NodeId(*key.public_key()),
+        signed_shared_secret: CompactSignatureBytes(key.sign_compact(&digest)),
+        chain_id: cfg().chain_id,
+        user_data: VariantObject::new(),
+    }
+}
+
+/// An inbound connection from `ip` on node `i`, key exchange done.
+fn inbound(net: &mut SimNet, i: usize, ip: Ipv4Addr, port: u16) -> Option<PeerId> {
+    let now = net.now;
+    let peer = net.nodes[i].accept_inbound(Endpoint::new(ip, port), now)?;
+    net.nodes[i].on_established(peer, listen_endpoint(i), DIGEST, now);
+    net.pump();
+    Some(peer)
+}
+
+fn say(net: &mut SimNet, i: usize, peer: PeerId, m: Message) {
+    let now = net.now;
+    net.nodes[i].on_message(peer, m, Some(DIGEST), now);
+    net.pump();
+}
+
+fn peers_from(net: &SimNet, i: usize, ip: Ipv4Addr) -> usize {
+    net.nodes[i]
+        .peers()
+        .filter(|p| p.remote_endpoint.address.to_ipv4() == ip)
+        .count()
+}
+
+#[test]
+fn a_forged_hello_bans_the_address_and_closes_all_its_connections() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let key = NodeKey::generate();
+    // An accepted connection from the address, and an honest neighbour.
+    let first = inbound(&mut net, a, EVIL, 5001).unwrap();
+    say(&mut net, a, first, Message::Hello(hello(&key, DIGEST)));
+    let honest = inbound(&mut net, a, HONEST, 5001).unwrap();
+    say(&mut net, a, honest, Message::Hello(hello(&key, DIGEST)));
+    assert_eq!(peers_from(&net, a, EVIL), 1);
+    // A second connection from it signs the wrong secret.
+    let second = inbound(&mut net, a, EVIL, 5002).unwrap();
+    say(&mut net, a, second, Message::Hello(hello(&key, [8; 32])));
+    assert_eq!(peers_from(&net, a, EVIL), 0, "every connection closed");
+    assert_eq!(peers_from(&net, a, HONEST), 1, "the neighbour stays");
+    let report = net.nodes[a].ban_report(net.now);
+    assert_eq!(report.bans.len(), 1);
+    let ban = &report.bans[0];
+    assert_eq!(
+        (ban.ip, ban.reason.as_str()),
+        (EVIL, "invalid_hello_signature")
+    );
+    assert_eq!(ban.until.0 - ban.since.0, DEFAULT_BAN_DURATION_US);
+    assert_eq!(report.violations["invalid_hello_signature"], 1);
+    assert_eq!(net.saved_bans[&a], report.bans, "saved at once");
+    // New sockets from it are closed at accept; the neighbour's score is untouched.
+    assert!(inbound(&mut net, a, EVIL, 5003).is_none());
+    assert_eq!(net.nodes[a].ban_report(net.now).refused_connections, 1);
+    assert!(inbound(&mut net, a, HONEST, 5002).is_some());
+    let infos = net.nodes[a].peer_infos(net.now);
+    assert!(infos.iter().all(|p| p.misbehaviour_score == 0));
+    // It is never dialled.
+    let now = net.now;
+    net.nodes[a].add_node(Endpoint::new(EVIL, 1776), now);
+    net.advance(CONNECT_LOOP_INTERVAL_US);
+    assert_eq!(peers_from(&net, a, EVIL), 0);
+    // Until the operator lifts the ban.
+    let now = net.now;
+    assert!(net.nodes[a].unban(EVIL, now));
+    net.pump();
+    assert_eq!(net.saved_bans[&a], vec![]);
+    assert!(inbound(&mut net, a, EVIL, 5004).is_some());
+}
+
+#[test]
+fn a_ban_lapses_after_the_ban_time() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.ban_duration_us = 60 * SECOND_US;
+    let a = net.add_node(c, test_node_id(1));
+    let now = net.now;
+    let p = net.nodes[a]
+        .accept_inbound(Endpoint::new(EVIL, 5001), now)
+        .unwrap();
+    // An invalid key in the key exchange is reported before the exchange finishes.
+    net.nodes[a].on_protocol_error(p, "invalid public key", now);
+    net.pump();
+    assert!(net.nodes[a].is_banned(EVIL, net.now));
+    net.advance(59 * SECOND_US);
+    assert!(inbound(&mut net, a, EVIL, 5002).is_none(), "still banned");
+    net.advance(2 * SECOND_US);
+    assert!(!net.nodes[a].is_banned(EVIL, net.now));
+    assert_eq!(
+        net.saved_bans[&a],
+        vec![],
+        "the lapsed ban is dropped from disk"
+    );
+    assert!(inbound(&mut net, a, EVIL, 5003).is_some());
+}
+
+#[test]
+fn undecodable_data_bans_on_the_second_connection_and_scores_decay() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let p = inbound(&mut net, a, EVIL, 5001).unwrap();
+    let now = net.now;
+    net.nodes[a].on_protocol_error(p, "bad frame", now);
+    net.pump();
+    assert!(
+        !net.nodes[a].is_banned(EVIL, net.now),
+        "one could be a decoder mismatch"
+    );
+    let q = inbound(&mut net, a, EVIL, 5002).unwrap();
+    let info = net.nodes[a].peer_infos(net.now);
+    assert_eq!(
+        info[0].misbehaviour_score, WEIGHT_UNDECODABLE,
+        "/peers shows the score"
+    );
+    // Five hours later the first is forgiven: the second does not ban.
+    net.advance(5 * 3600 * SECOND_US);
+    assert!(
+        net.nodes[a].peer(q).is_none(),
+        "the silent handshake was dropped"
+    );
+    let q = inbound(&mut net, a, EVIL, 5002).unwrap();
+    assert_eq!(net.nodes[a].peer_infos(net.now)[0].misbehaviour_score, 0);
+    let now = net.now;
+    net.nodes[a].on_protocol_error(q, "bad frame", now);
+    net.pump();
+    assert!(!net.nodes[a].is_banned(EVIL, net.now));
+    // Two in a row do.
+    let r = inbound(&mut net, a, EVIL, 5003).unwrap();
+    let now = net.now;
+    net.nodes[a].on_protocol_error(r, "bad frame", now);
+    net.pump();
+    assert!(net.nodes[a].is_banned(EVIL, net.now));
+    assert_eq!(
+        net.nodes[a].ban_report(net.now).violations["undecodable"],
+        3
+    );
+}
+
+#[test]
+fn protocol_state_violations_are_counted() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let key = NodeKey::generate();
+    // Item inventory before hello.
+    let p = inbound(&mut net, a, EVIL, 5001).unwrap();
+    say(
+        &mut net,
+        a,
+        p,
+        Message::ItemIdsInventory(ItemIdsInventoryMessage {
+            item_type: msg_type::TRX,
+            item_hashes_available: vec![],
+        }),
+    );
+    // Two hellos.
+    let q = inbound(&mut net, a, EVIL, 5002).unwrap();
+    say(&mut net, a, q, Message::Hello(hello(&key, DIGEST)));
+    say(&mut net, a, q, Message::Hello(hello(&key, DIGEST)));
+    let report = net.nodes[a].ban_report(net.now);
+    assert_eq!(report.violations["message_before_hello"], 1);
+    assert_eq!(report.violations["duplicate_hello"], 1);
+    assert!(net.nodes[a].is_banned(EVIL, net.now), "50 + 50");
+    assert_eq!(Violation::DuplicateHello.weight(), WEIGHT_DUPLICATE_HELLO);
+}
+
+#[test]
+fn fetch_requests_beyond_the_serve_queue_are_a_violation() {
+    let mut net = line(2);
+    let peer = net.nodes[0].peers().next().unwrap().id;
+    let many = vec![Ripemd160::default(); MAX_SERVE_QUEUE + 1];
+    net.inject(
+        0,
+        peer,
+        Message::FetchItems(FetchItemsMessage {
+            item_type: msg_type::TRX,
+            items_to_fetch: many,
+        }),
+    );
+    let report = net.nodes[1].ban_report(net.now);
+    assert_eq!(report.violations["fetch_flood"], 1);
 }

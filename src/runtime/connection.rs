@@ -166,7 +166,8 @@ async fn establish(
         let chunk = &key[got..got + n];
         got += n;
         if let Err(e) = channel.receive(chunk) {
-            report(events, dial_failed(peer, e)).await;
+            // An invalid key: the node counts it against the peer's address.
+            report(events, protocol_error(peer, e)).await;
             return None;
         }
         let in_flight = if channel.is_established() { 0 } else { got };

@@ -22,8 +22,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::app::Delegate;
+use crate::node::BanReport;
 use crate::node::{Command, Node, NodeConfig, NodeInfo, PeerInfo};
 use crate::peer::PeerId;
+use crate::store::bans::{self as ban_store, BANS_FILE};
 use crate::store::peer_db::{self, PEER_DB_FILE, PeerDatabase, PeerRecord};
 use crate::wire::Message;
 use crate::wire::types::{Endpoint, NodeId};
@@ -102,6 +104,13 @@ pub enum Control {
         hash: crate::wire::types::ItemHash,
         reply: oneshot::Sender<Option<(u32, Vec<u8>)>>,
     },
+    /// Bans in force and violation counts.
+    Bans(oneshot::Sender<BanReport>),
+    /// Lift the ban on an address; answers whether there was one.
+    Unban {
+        ip: std::net::Ipv4Addr,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -129,6 +138,8 @@ pub enum StartError {
     NotIpv4(SocketAddr),
     #[error("cannot open the store {0}: {1}")]
     Store(PathBuf, String),
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
 }
 
 /// A running node.
@@ -162,6 +173,13 @@ impl NodeHandle {
     pub async fn peers(&self) -> Option<Vec<PeerInfo>> {
         let (tx, rx) = oneshot::channel();
         self.control(Control::Peers(tx)).await;
+        rx.await.ok()
+    }
+
+    /// Bans in force and violation counts.
+    pub async fn bans(&self) -> Option<BanReport> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Bans(tx)).await;
         rx.await.ok()
     }
 
@@ -229,21 +247,21 @@ pub async fn start_with_delegate(
 ) -> Result<NodeHandle, StartError> {
     let dir = p2p_dir(&config.data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
-    let key = identity::load_or_create_node_key(&dir)?;
-    let node_id = identity::random_node_id();
     let clock = Clock::new();
     let now = clock.now();
+    let key = identity::load_or_create_node_key(&dir, now)?;
+    let node_id = identity::random_node_id();
+    // Unreadable files are moved aside, never overwritten (store::read_or_move_aside).
     let db_path = dir.join(PEER_DB_FILE);
-    let records = match peer_db::load(&db_path) {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(path = %db_path.display(), error = %e, "peer database unreadable; starting empty");
-            Vec::new()
-        }
-    };
+    let records = peer_db::load_or_move_aside(&db_path, now)
+        .map_err(|e| StartError::Read(db_path.clone(), e))?;
     let db = PeerDatabase::from_records(records, now);
     info!(records = db.len(), "peer database loaded");
+    let bans_path = dir.join(BANS_FILE);
+    let bans =
+        ban_store::load(&bans_path, now).map_err(|e| StartError::Read(bans_path.clone(), e))?;
     let mut node = Node::new(config.node.clone(), key, node_id, db, delegate, now);
+    node.restore_bans(bans, now);
 
     let listener = if config.node.accept_incoming_connections {
         if !config.p2p_endpoint.is_ipv4() {
@@ -287,6 +305,7 @@ pub async fn start_with_delegate(
             connections: HashMap::new(),
             writers: Vec::new(),
             db_path,
+            bans_path,
             stop_accepting,
         }
         .run(events_rx, control_rx),
@@ -342,6 +361,7 @@ struct NodeTask {
     connections: HashMap<PeerId, ConnectionHandle>,
     writers: Vec<JoinHandle<()>>,
     db_path: PathBuf,
+    bans_path: PathBuf,
     stop_accepting: Arc<Notify>,
 }
 
@@ -499,7 +519,7 @@ impl NodeTask {
                 let _ = reply.send(self.node.info(now));
             }
             Control::Peers(reply) => {
-                let _ = reply.send(self.node.peer_infos());
+                let _ = reply.send(self.node.peer_infos(now));
             }
             Control::PotentialPeers(reply) => {
                 let _ = reply.send(
@@ -521,6 +541,12 @@ impl NodeTask {
             }
             Control::GetItem { hash, reply } => {
                 let _ = reply.send(self.node.get_item(&hash));
+            }
+            Control::Bans(reply) => {
+                let _ = reply.send(self.node.ban_report(now));
+            }
+            Control::Unban { ip, reply } => {
+                let _ = reply.send(self.node.unban(ip, now));
             }
             Control::Shutdown(_) => {}
         }
@@ -551,6 +577,13 @@ impl NodeTask {
                     // Small file, written atomically; do it inline so shutdown ordering holds.
                     if let Err(e) = peer_db::save(&path, &records) {
                         warn!(path = %path.display(), error = %e, "cannot save peer database");
+                    }
+                }
+                Command::SaveBans(bans) => {
+                    // Written at once: a ban acknowledged by the API is on disk.
+                    if let Err(e) = ban_store::save(&self.bans_path, &bans) {
+                        let path = self.bans_path.display();
+                        warn!(path = %path, error = %e, "cannot save the ban list");
                     }
                 }
             }

@@ -238,8 +238,19 @@ pub fn save(path: &Path, records: &[PeerRecord]) -> std::io::Result<()> {
     super::write_atomically(path, &bytes)
 }
 
-/// Loads saved records. A missing file is an empty database; an unreadable one is an error the
-/// caller logs before starting empty (as the reference does).
+/// Parses a saved database.
+pub fn parse(bytes: &[u8]) -> Result<Vec<PeerRecord>, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Loads saved records at start: a missing file is an empty database; an unreadable one is
+/// moved aside (see [`super::read_or_move_aside`]) and the database starts empty, so the next
+/// save never overwrites what it held.
+pub fn load_or_move_aside(path: &Path, now: TimePoint) -> std::io::Result<Vec<PeerRecord>> {
+    Ok(super::read_or_move_aside(path, "peer database", parse, now)?.unwrap_or_default())
+}
+
+/// Loads saved records. A missing file is an empty database; an unreadable one is an error.
 pub fn load(path: &Path) -> std::io::Result<Vec<PeerRecord>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
@@ -310,6 +321,14 @@ mod tests {
         assert_eq!(back, db.snapshot());
         std::fs::write(&path, b"{ torn").unwrap();
         assert!(load(&path).is_err());
+        // At start, the torn file is moved aside and the database starts empty.
+        let now = TimePoint(1_700_000_000_000_000);
+        assert!(load_or_move_aside(&path, now).unwrap().is_empty());
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read(dir.join("peers.json.unreadable-1700000000")).unwrap(),
+            b"{ torn"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

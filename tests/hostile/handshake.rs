@@ -142,9 +142,11 @@ async fn messages_before_hello() {
         }),
         Message::AddressRequest(grapevine::wire::message::AddressRequestMessage {}),
     ];
-    for m in early {
+    // Each from its own address: two such violations add up to a ban (tests/hostile/bans.rs).
+    for (i, m) in early.into_iter().enumerate() {
         let name = m.name();
-        let mut raw = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
+        let from = std::net::Ipv4Addr::new(127, 0, 3, 1 + i as u8);
+        let mut raw = RawPeer::connect_from(addr(&node), from).await;
         raw.send(m).await;
         let closing = raw.recv_type(msg_type::CLOSING_CONNECTION, T).await;
         match closing {
