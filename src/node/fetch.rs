@@ -75,7 +75,6 @@ impl FetchQueue {
         self.items.len()
     }
 
-
     /// The peer an item was asked of.
     #[cfg(test)]
     pub fn requested_from(&self, item: &ItemId) -> Option<PeerId> {
