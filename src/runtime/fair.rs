@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(peer_of(&fair.next().await), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn closed_sources_are_dropped_after_their_last_event() {
         let mut fair = FairEvents::new();
         let (tx, rx) = mpsc::channel(CONNECTION_EVENT_QUEUE);
@@ -131,6 +131,9 @@ mod tests {
         assert_eq!(peer_of(&fair.next().await), 1);
         keep_tx.send(bytes(2)).await.unwrap();
         assert_eq!(peer_of(&fair.next().await), 2);
+        // A round with nothing to take visits every channel and drops the finished one.
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(10), fair.next());
+        assert!(idle.await.is_err());
         assert_eq!(fair.len(), 1, "the finished channel is gone");
     }
 }
