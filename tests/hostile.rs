@@ -9,5 +9,7 @@ mod support;
 
 #[path = "hostile/common.rs"]
 mod common;
+#[path = "hostile/floods.rs"]
+mod floods;
 #[path = "hostile/messages.rs"]
 mod messages;

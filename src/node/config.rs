@@ -149,6 +149,11 @@ pub const MAX_EXPIRED_PER_TICK: usize = 20_000;
 /// Items failed recently and remembered so they are not fetched again
 /// ([`RECENTLY_FAILED_US`]); the oldest are forgotten beyond this.
 pub const MAX_RECENTLY_FAILED: usize = 100_000;
+/// Advertised ids the node reads from one peer in one turn. The rest of a larger
+/// item_ids_inventory (one message may carry 100,000) waits for the peer's next turn, and the
+/// runtime reads nothing more from that peer meanwhile: bounds how long one peer's message
+/// holds up everyone else's.
+pub const MAX_INVENTORY_IDS_PER_TURN: usize = 1000;
 /// Items served to one peer per event (a fetch request or a write finished): one peer's
 /// request for thousands of small items is served as its queue drains, never in one turn.
 pub const MAX_ITEMS_SERVED_PER_TURN: usize = 32;

@@ -2,6 +2,8 @@
 //! advertise_inventory_loop, fetch_items_loop, on_item_ids_inventory_message,
 //! on_fetch_items_message), plus broadcasts from the operator.
 
+use std::collections::{BTreeSet, VecDeque};
+
 use tracing::{debug, info, warn};
 
 use super::Node;
@@ -67,8 +69,8 @@ impl Node {
         }
     }
 
-    /// An advertisement: each id costs O(1) (one application look-up for an id nobody
-    /// offered before), then one bounded fetch pass.
+    /// An advertisement: its ids join the peer's pending ids, and the first
+    /// [`MAX_INVENTORY_IDS_PER_TURN`] are read now (see [`Node::work_backlog`] for the rest).
     pub(super) fn on_item_ids_inventory(
         &mut self,
         peer: PeerId,
@@ -79,23 +81,47 @@ impl Node {
             // Nothing else can be fetched: there is no message to carry it.
             return;
         }
-        let cap = if m.item_type == msg_type::TRX {
-            MAX_TRX_INVENTORY_PER_PEER
-        } else {
-            MAX_INVENTORY_PER_PEER
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
         };
+        // Ids beyond what the inventory can still take would be dropped when read anyway.
+        let room = MAX_INVENTORY_PER_PEER
+            .saturating_sub(p.inventory_advertised_to_us.len() + p.pending_inventory.len());
+        p.pending_inventory
+            .extend(
+                m.item_hashes_available
+                    .into_iter()
+                    .take(room)
+                    .map(|item_hash| ItemId {
+                        item_type: m.item_type,
+                        item_hash,
+                    }),
+            );
+        self.read_inventory(peer, now);
+    }
+
+    /// Reads up to [`MAX_INVENTORY_IDS_PER_TURN`] of `peer`'s pending ids: each costs O(1)
+    /// (one application look-up for an id nobody offered before), then one bounded fetch
+    /// pass. The peer is in the backlog while ids remain.
+    fn read_inventory(&mut self, peer: PeerId, now: TimePoint) {
         let mut wanted = false;
-        for hash in m.item_hashes_available {
-            let item = ItemId {
-                item_type: m.item_type,
-                item_hash: hash,
-            };
+        for _ in 0..MAX_INVENTORY_IDS_PER_TURN {
             let Some(p) = self.peers.get_mut(&peer) else {
-                return;
+                break;
+            };
+            let Some(item) = p.pending_inventory.pop_front() else {
+                break;
+            };
+            let cap = if item.item_type == msg_type::TRX {
+                MAX_TRX_INVENTORY_PER_PEER
+            } else {
+                MAX_INVENTORY_PER_PEER
             };
             if p.inventory_advertised_to_us.len() >= cap {
                 // The reference stops reading the message here, without blame.
-                break;
+                p.pending_inventory
+                    .retain(|i| i.item_type != item.item_type);
+                continue;
             }
             if !p.inventory_advertised_to_us.insert(item, now) {
                 // Told before: nothing new.
@@ -112,8 +138,41 @@ impl Node {
             self.fetch.add(item, peer, now);
             wanted = true;
         }
+        let more = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.list == ConnectionList::Active && !p.pending_inventory.is_empty());
+        if more {
+            self.inventory_backlog.insert(peer);
+        } else {
+            self.inventory_backlog.remove(&peer);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.pending_inventory = VecDeque::new();
+            }
+        }
         if wanted {
             self.fetch_items(now);
+        }
+    }
+
+    /// Peers with advertised ids not read yet. The runtime reads no more messages from them
+    /// until they leave this set, and calls [`Node::work_backlog`] while it is not empty.
+    pub fn backlogged_peers(&self) -> &BTreeSet<PeerId> {
+        &self.inventory_backlog
+    }
+
+    /// One turn of backlog work: reads the next bounded batch of pending ids of the next
+    /// backlogged peer, in turn.
+    pub fn work_backlog(&mut self, now: TimePoint) {
+        let next = self
+            .inventory_backlog
+            .range(self.backlog_cursor.saturating_add(1)..)
+            .next()
+            .or_else(|| self.inventory_backlog.first())
+            .copied();
+        if let Some(peer) = next {
+            self.backlog_cursor = peer;
+            self.read_inventory(peer, now);
         }
     }
 

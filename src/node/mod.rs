@@ -77,6 +77,9 @@ pub struct Node {
     /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
     next_fetch: i64,
     recently_failed: TimedSet<ItemId>,
+    /// Peers with advertised ids still to read (see `Node::work_backlog`).
+    inventory_backlog: std::collections::BTreeSet<PeerId>,
+    backlog_cursor: PeerId,
     sync_received: BTreeMap<u32, (BlockId, Vec<u8>, PeerId)>,
     sync_received_bytes: usize,
     active_sync_requests: HashMap<BlockId, PeerId>,
@@ -153,6 +156,8 @@ pub struct MemoryAccounting {
     pub recently_failed: usize,
     /// Items waiting to be advertised.
     pub new_inventory: usize,
+    /// Advertised ids received and not read yet, in all ([`MAX_INVENTORY_PER_PEER`] per peer).
+    pub pending_inventory_total: usize,
     /// Items peers asked us for, waiting to be served, in all…
     pub serve_queue_total: usize,
     /// …and for the peer with the most ([`MAX_SERVE_QUEUE`]).
@@ -248,6 +253,8 @@ impl Node {
             fetch: fetch::FetchQueue::new(),
             next_fetch: i64::MAX,
             recently_failed: TimedSet::new(),
+            inventory_backlog: std::collections::BTreeSet::new(),
+            backlog_cursor: 0,
             sync_received: BTreeMap::new(),
             sync_received_bytes: 0,
             active_sync_requests: HashMap::new(),
@@ -506,6 +513,7 @@ impl Node {
             self.requeue_item(*item, peer);
         }
         self.fetch.peer_closed(peer);
+        self.inventory_backlog.remove(&peer);
         self.release_sync_requests(p.sync.requested.keys().copied(), now);
         if !p.items_requested.is_empty() {
             self.fetch_items(now);
@@ -1021,6 +1029,7 @@ impl Node {
             let to_peer = p.inventory_advertised_to_peer.len();
             m.inventory_to_peers_total += to_peer;
             m.inventory_to_peers_max_peer = m.inventory_to_peers_max_peer.max(to_peer);
+            m.pending_inventory_total += p.pending_inventory.len();
             m.serve_queue_total += p.serve_queue.len();
             m.serve_queue_max_peer = m.serve_queue_max_peer.max(p.serve_queue.len());
             m.sync_ids_queued += p.sync.ids_to_get.len();

@@ -110,6 +110,13 @@ impl SimNet {
                     self.execute(i, cmd);
                 }
             }
+            for i in 0..self.nodes.len() {
+                if !self.frozen.contains(&i) && !self.nodes[i].backlogged_peers().is_empty() {
+                    let now = self.now;
+                    self.nodes[i].work_backlog(now);
+                    progressed = true;
+                }
+            }
             if !progressed {
                 return;
             }

@@ -171,6 +171,8 @@ pub struct PeerState {
     pub items_requested: HashMap<ItemId, TimePoint>,
     /// Items the peer asked us for, served as its send queue drains.
     pub serve_queue: VecDeque<ItemId>,
+    /// Advertised ids not read yet (the node reads a bounded number per turn).
+    pub pending_inventory: VecDeque<ItemId>,
     pub sync: SyncState,
     /// When the last whole message arrived (bytes after it mean a message is in progress).
     pub last_message_at: TimePoint,
@@ -218,6 +220,7 @@ impl PeerState {
             inventory_advertised_to_peer: TimedSet::new(),
             items_requested: HashMap::new(),
             serve_queue: VecDeque::new(),
+            pending_inventory: VecDeque::new(),
             sync: SyncState {
                 we_need_sync_items: true,
                 peer_needs_sync_items: true,

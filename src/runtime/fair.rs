@@ -7,6 +7,7 @@
 //! connection, however much the flooder has sent (with one shared queue it would wait behind
 //! everything the flooder queued first).
 
+use std::collections::BTreeSet;
 use std::future::poll_fn;
 use std::task::{Context, Poll};
 
@@ -49,18 +50,22 @@ impl FairEvents {
         self.sources.is_empty()
     }
 
-    /// The next event, taking sources in turn. Pending while no source has one (also when
-    /// there are no sources), so it can sit in a `select!` beside other work.
-    pub async fn next(&mut self) -> Event {
-        poll_fn(|cx| self.poll_next(cx)).await
+    /// The next event, taking sources in turn and skipping those of `paused` connections
+    /// (the node has not finished their last message). Pending while no source has one (also
+    /// when there are no sources), so it can sit in a `select!` beside other work.
+    pub async fn next(&mut self, paused: &BTreeSet<PeerId>) -> Event {
+        poll_fn(|cx| self.poll_next(cx, paused)).await
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+    fn poll_next(&mut self, cx: &mut Context<'_>, paused: &BTreeSet<PeerId>) -> Poll<Event> {
         let n = self.sources.len();
         let mut closed = Vec::new();
         let mut found = None;
         for k in 0..n {
             let i = (self.next + k) % n;
+            if !paused.is_empty() && paused.contains(&self.sources[i].0) {
+                continue;
+            }
             match self.sources[i].1.poll_recv(cx) {
                 Poll::Ready(Some(ev)) => {
                     self.next = i + 1;
@@ -111,12 +116,24 @@ mod tests {
         for _ in 0..CONNECTION_EVENT_QUEUE {
             flood_tx.send(bytes(1)).await.unwrap();
         }
-        assert_eq!(peer_of(&fair.next().await), 1);
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 1);
         // The quiet peer speaks once: it is next, whatever the flooder has queued.
         quiet_tx.send(bytes(2)).await.unwrap();
         flood_tx.send(bytes(1)).await.unwrap();
-        assert_eq!(peer_of(&fair.next().await), 2);
-        assert_eq!(peer_of(&fair.next().await), 1);
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 2);
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_source_is_not_read() {
+        let mut fair = FairEvents::new();
+        let (tx, rx) = mpsc::channel(CONNECTION_EVENT_QUEUE);
+        fair.add(1, rx);
+        tx.send(bytes(1)).await.unwrap();
+        let paused = BTreeSet::from([1]);
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(10), fair.next(&paused));
+        assert!(wait.await.is_err(), "nothing taken from a paused source");
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -128,11 +145,12 @@ mod tests {
         fair.add(2, keep_rx);
         tx.send(bytes(1)).await.unwrap();
         drop(tx);
-        assert_eq!(peer_of(&fair.next().await), 1);
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 1);
         keep_tx.send(bytes(2)).await.unwrap();
-        assert_eq!(peer_of(&fair.next().await), 2);
+        assert_eq!(peer_of(&fair.next(&BTreeSet::new()).await), 2);
         // A round with nothing to take visits every channel and drops the finished one.
-        let idle = tokio::time::timeout(std::time::Duration::from_millis(10), fair.next());
+        let none = BTreeSet::new();
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(10), fair.next(&none));
         assert!(idle.await.is_err());
         assert_eq!(fair.len(), 1, "the finished channel is gone");
     }

@@ -360,9 +360,23 @@ impl NodeTask {
                 connection_events.add(peer, rx);
             }
             let deadline = self.clock.instant_at(self.node.next_deadline());
+            // Usually empty: peers whose last message the node is still reading.
+            let paused = self.node.backlogged_peers().clone();
             tokio::select! {
                 Some(ev) = events.recv() => self.on_event(ev),
-                ev = connection_events.next() => self.on_event(ev),
+                () = std::future::ready(()), if !paused.is_empty() => {
+                    let now = self.clock.now();
+                    self.node.work_backlog(now);
+                    tokio::task::yield_now().await;
+                }
+                ev = connection_events.next(&paused) => {
+                    self.on_event(ev);
+                    // One turn done: let the tasks it woke (writers, readers) run before the
+                    // next. Without this the node task keeps its thread for a whole coop
+                    // budget (128 events) while a peer floods it, and the writer of another
+                    // peer's reply, woken onto this same thread, waits for all of them.
+                    tokio::task::yield_now().await;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
