@@ -142,10 +142,11 @@ pub const MAX_ITEMS_PER_PEER_PER_PASS: usize = 1;
 /// bounds the pass when many queued items arrived meanwhile by other ways (the rest are
 /// checked in the next pass, scheduled at once).
 pub const MAX_FETCH_CHECKS_PER_PASS: usize = 64;
-/// Entries forgotten per second by the timed tables (inventories, recently failed items,
-/// unheard items to fetch, closed peers' fetch views), in all: keeps one timer tick short
-/// when a flood's advertisements all expire together.
-pub const MAX_EXPIRED_PER_TICK: usize = 20_000;
+/// Entries forgotten per turn by the timed tables (inventories, recently failed items,
+/// unheard items to fetch, closed peers' fetch views), in all: when a flood's advertisements
+/// all expire together, the work goes on turn after turn, between other peers' messages,
+/// instead of holding the node for one long tick.
+pub const MAX_EXPIRED_PER_TURN: usize = 2_000;
 /// Items failed recently and remembered so they are not fetched again
 /// ([`RECENTLY_FAILED_US`]); the oldest are forgotten beyond this.
 pub const MAX_RECENTLY_FAILED: usize = 100_000;
@@ -153,7 +154,7 @@ pub const MAX_RECENTLY_FAILED: usize = 100_000;
 /// item_ids_inventory (one message may carry 100,000) waits for the peer's next turn, and the
 /// runtime reads nothing more from that peer meanwhile: bounds how long one peer's message
 /// holds up everyone else's.
-pub const MAX_INVENTORY_IDS_PER_TURN: usize = 1000;
+pub const MAX_INVENTORY_IDS_PER_TURN: usize = 250;
 /// Items served to one peer per event (a fetch request or a write finished): one peer's
 /// request for thousands of small items is served as its queue drains, never in one turn.
 pub const MAX_ITEMS_SERVED_PER_TURN: usize = 32;

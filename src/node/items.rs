@@ -127,9 +127,15 @@ impl Node {
                 // Told before: nothing new.
                 continue;
             }
-            if p.inventory_advertised_to_peer.contains(&item)
-                || self.fetch.heard_again(item, peer, now)
-                || self.recently_failed.contains(&item)
+            if p.inventory_advertised_to_peer.contains(&item) {
+                continue;
+            }
+            if self.fetch.heard_again(item, peer, now) {
+                // A new source, perhaps idle where the others are busy.
+                wanted = true;
+                continue;
+            }
+            if self.recently_failed.contains(&item)
                 || self.fetch.len() >= MAX_ITEMS_TO_FETCH
                 || self.delegate.has_item(&item)
             {
@@ -504,14 +510,15 @@ impl Node {
         Ok(hash)
     }
 
-    /// The timed tables' housekeeping, once a second: forgets advertisements older than the
-    /// inventory memory, items nobody advertised for as long, failures older than
+    /// The timed tables' housekeeping: forgets advertisements older than the inventory
+    /// memory, items nobody advertised for as long, failures older than
     /// [`RECENTLY_FAILED_US`], and closed peers' fetch views; at most
-    /// [`MAX_EXPIRED_PER_TICK`] entries in all (the rest wait for the next tick; every table
-    /// is bounded by its own limit meanwhile).
-    pub(super) fn expire_inventory(&mut self, now: TimePoint) {
+    /// [`MAX_EXPIRED_PER_TURN`] entries in all. Returns whether work remains (the caller runs
+    /// it again at once, in a later turn).
+    pub(super) fn expire_inventory(&mut self, now: TimePoint) -> bool {
         let cutoff = TimePoint(now.0 - INVENTORY_MEMORY_US);
-        let mut budget = MAX_EXPIRED_PER_TICK;
+        let mut budget = MAX_EXPIRED_PER_TURN;
+        let mut more = false;
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         let mut forgotten = Vec::new();
         for id in ids {
@@ -521,24 +528,28 @@ impl Node {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            p.inventory_advertised_to_us
+            more |= p
+                .inventory_advertised_to_us
                 .expire(cutoff, budget, |item| forgotten.push(item));
             budget -= forgotten.len();
             for item in forgotten.drain(..) {
                 self.fetch.forget_advertiser(&item, id);
             }
             let mut n = 0;
-            p.inventory_advertised_to_peer
+            more |= p
+                .inventory_advertised_to_peer
                 .expire(cutoff, budget, |_| n += 1);
             budget -= n;
         }
         let mut n = 0;
-        self.recently_failed
+        more |= self
+            .recently_failed
             .expire(TimePoint(now.0 - RECENTLY_FAILED_US), budget, |_| n += 1);
         budget -= n;
         let before = self.fetch.len();
-        self.fetch.expire(cutoff, budget);
+        more |= self.fetch.expire(cutoff, budget);
         budget -= before - self.fetch.len();
-        self.fetch.clean_closed(budget);
+        more |= self.fetch.clean_closed(budget);
+        more || budget == 0
     }
 }

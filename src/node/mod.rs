@@ -76,6 +76,8 @@ pub struct Node {
     fetch: fetch::FetchQueue,
     /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
     next_fetch: i64,
+    /// When the timed tables' housekeeping runs next (at once while a batch left work).
+    next_expire: i64,
     recently_failed: TimedSet<ItemId>,
     /// Peers with advertised ids still to read (see `Node::work_backlog`).
     inventory_backlog: std::collections::BTreeSet<PeerId>,
@@ -252,6 +254,7 @@ impl Node {
             new_inventory_set: HashSet::new(),
             fetch: fetch::FetchQueue::new(),
             next_fetch: i64::MAX,
+            next_expire: i64::MAX,
             recently_failed: TimedSet::new(),
             inventory_backlog: std::collections::BTreeSet::new(),
             backlog_cursor: 0,
@@ -760,6 +763,7 @@ impl Node {
                 self.next_db_save,
                 self.next_prune,
                 self.next_fetch,
+                self.next_expire,
                 self.bandwidth.next_tick(),
             ]
             .into_iter()
@@ -774,6 +778,7 @@ impl Node {
         self.bandwidth.tick(t);
         if self.shutting_down {
             self.next_fetch = i64::MAX;
+            self.next_expire = i64::MAX;
             if t >= self.next_terminate {
                 self.terminate_inactive_connections(now);
                 self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
@@ -782,11 +787,15 @@ impl Node {
         }
         if t >= self.next_terminate {
             self.terminate_inactive_connections(now);
-            self.expire_inventory(now);
+            self.next_expire = self.next_expire.min(t);
             self.fetch_items(now);
             self.process_sync_backlog(now);
             self.fetch_sync_items(now);
             self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
+        }
+        if t >= self.next_expire {
+            let more = self.expire_inventory(now);
+            self.next_expire = if more { t } else { i64::MAX };
         }
         if t >= self.next_fetch {
             self.fetch_items(now);
