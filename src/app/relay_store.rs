@@ -243,6 +243,29 @@ impl Delegate for RelayStore {
         }
     }
 
+    fn has_items(&self, items: &[ItemId]) -> Vec<bool> {
+        let Ok(tx) = self.db.begin_read() else {
+            return vec![false; items.len()];
+        };
+        let open = |t| tx.open_table(t).ok();
+        let (trxs, blocks, by_hash) = (open(TRXS), open(BLOCKS), open(BLOCK_BY_HASH));
+        let found = |t: &Option<redb::ReadOnlyTable<&[u8], &[u8]>>, key: &[u8]| {
+            t.as_ref()
+                .is_some_and(|t| t.get(key).ok().flatten().is_some())
+        };
+        items
+            .iter()
+            .map(|item| {
+                let key = item.item_hash.as_bytes().as_slice();
+                match item.item_type {
+                    msg_type::TRX => found(&trxs, key),
+                    msg_type::BLOCK => found(&blocks, key) || found(&by_hash, key),
+                    _ => false,
+                }
+            })
+            .collect()
+    }
+
     fn get_item(&self, item: &ItemId) -> Option<Vec<u8>> {
         let tx = self.db.begin_read().ok()?;
         let key = item.item_hash.as_bytes().as_slice();

@@ -105,6 +105,8 @@ impl Node {
     /// pass. The peer is in the backlog while ids remain.
     fn read_inventory(&mut self, peer: PeerId, now: TimePoint) {
         let mut wanted = false;
+        // Ids new to the node, to ask the application about in one call.
+        let mut unknown: Vec<ItemId> = Vec::new();
         for _ in 0..MAX_INVENTORY_IDS_PER_TURN {
             let Some(p) = self.peers.get_mut(&peer) else {
                 break;
@@ -135,14 +137,20 @@ impl Node {
                 wanted = true;
                 continue;
             }
-            if self.recently_failed.contains(&item)
-                || self.fetch.len() >= MAX_ITEMS_TO_FETCH
-                || self.delegate.has_item(&item)
-            {
+            if self.recently_failed.contains(&item) {
                 continue;
             }
-            self.fetch.add(item, peer, now);
-            wanted = true;
+            unknown.push(item);
+        }
+        if !unknown.is_empty() {
+            let known = self.delegate.has_items(&unknown);
+            for (item, known) in unknown.into_iter().zip(known) {
+                if known || self.fetch.len() >= MAX_ITEMS_TO_FETCH {
+                    continue;
+                }
+                self.fetch.add(item, peer, now);
+                wanted = true;
+            }
         }
         let more = self
             .peers
