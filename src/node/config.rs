@@ -146,7 +146,7 @@ pub const MAX_FETCH_CHECKS_PER_PASS: usize = 64;
 /// unheard items to fetch, closed peers' fetch views), in all: when a flood's advertisements
 /// all expire together, the work goes on turn after turn, between other peers' messages,
 /// instead of holding the node for one long tick.
-pub const MAX_EXPIRED_PER_TURN: usize = 2_000;
+pub const MAX_EXPIRED_PER_TURN: usize = 500;
 /// Items failed recently and remembered so they are not fetched again
 /// ([`RECENTLY_FAILED_US`]); the oldest are forgotten beyond this.
 pub const MAX_RECENTLY_FAILED: usize = 100_000;
