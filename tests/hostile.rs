@@ -11,6 +11,8 @@ mod support;
 mod bans;
 #[path = "hostile/common.rs"]
 mod common;
+#[path = "hostile/floods.rs"]
+mod floods;
 #[path = "hostile/handshake.rs"]
 mod handshake;
 #[path = "hostile/limits.rs"]

@@ -49,6 +49,20 @@ fn get(rpc: u16, path: &str) -> Option<Value> {
     grapevine::cli::status::get_json(endpoint, path).ok()
 }
 
+/// The body of a plain HTTP GET.
+fn http_get_text(rpc: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", rpc)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).unwrap();
@@ -127,6 +141,16 @@ fn sigint_exits_zero_with_the_peer_database_flushed() {
         assert!(Instant::now() < deadline, "b never connected");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The memory accounting is in /info and /metrics.
+    let info = get(rpc_b, "/info").unwrap();
+    assert_eq!(info["memory"]["connections"]["active"], 1);
+    assert!(info["memory"]["peer_db_records"].as_u64() >= Some(1));
+    assert!(info["memory"]["items_to_fetch"].is_u64());
+    let metrics = http_get_text(rpc_b, "/metrics");
+    assert!(
+        metrics.contains("grapevine_memory{figure=\"queued_bytes_total\"}"),
+        "{metrics}"
+    );
     let pid = b.0.id().to_string();
     let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(status.success());

@@ -204,6 +204,23 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
         "gauge",
         &[(String::new(), info.sync_target_block.to_string())],
     );
+    // Every figure of the node's memory accounting, by its /info name.
+    let memory: Vec<(String, String)> = match serde_json::to_value(&info.memory) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .into_iter()
+            .filter_map(|(k, v)| {
+                v.as_u64()
+                    .map(|n| (format!("{{figure=\"{k}\"}}"), n.to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    gauge(
+        "grapevine_memory",
+        "The node's own tables: bytes queued to peers, inventories, items to fetch, serve queues, sync buffers (see /info's memory).",
+        "gauge",
+        &memory,
+    );
     gauge(
         "grapevine_banned_addresses",
         "IP addresses banned for misbehaviour.",

@@ -68,6 +68,12 @@ pub trait Delegate: Send {
     /// hash (ripemd160 of the block message).
     fn has_item(&self, item: &ItemId) -> bool;
 
+    /// [`Delegate::has_item`] for many items at once (one answer each, in order): an
+    /// application with a database answers them from one read transaction.
+    fn has_items(&self, items: &[ItemId]) -> Vec<bool> {
+        items.iter().map(|i| self.has_item(i)).collect()
+    }
+
     /// The message data of a known item (trx message data, or block message data including
     /// the trailing block id).
     fn get_item(&self, item: &ItemId) -> Option<Vec<u8>>;

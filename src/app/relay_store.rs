@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::{debug, warn};
 
 use super::{BlockOutcome, Delegate, DelegateError, synopsis_numbers};
@@ -28,6 +28,12 @@ pub const STORE_FILE: &str = "relay.redb";
 pub const MAX_HELD_BLOCKS: usize = 4096;
 /// Bytes of blocks held while waiting for their parent.
 pub const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Transactions are mempool items, refetched from peers if lost: their commits reach the disk
+/// at least this often (and with any block or prune commit), not one fsync each.
+pub const TRX_DURABLE_EVERY: usize = 256;
+/// …and at least this often (µs), whichever comes first.
+pub const TRX_DURABLE_INTERVAL_US: i64 = 1_000_000;
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const CHAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("chain");
@@ -65,6 +71,9 @@ pub struct RelayStore {
     held_bytes: usize,
     held_count: usize,
     held_order: u64,
+    /// Transaction commits since the last durable one, and when that was.
+    trx_since_durable: usize,
+    last_durable_trx: TimePoint,
 }
 
 impl RelayStore {
@@ -103,6 +112,8 @@ impl RelayStore {
             held_bytes: 0,
             held_count: 0,
             held_order: 0,
+            trx_since_durable: 0,
+            last_durable_trx: TimePoint(0),
         };
         store.head = store.read_head()?;
         Ok(store)
@@ -230,6 +241,29 @@ impl Delegate for RelayStore {
             msg_type::BLOCK => found(BLOCKS) || found(BLOCK_BY_HASH),
             _ => false,
         }
+    }
+
+    fn has_items(&self, items: &[ItemId]) -> Vec<bool> {
+        let Ok(tx) = self.db.begin_read() else {
+            return vec![false; items.len()];
+        };
+        let open = |t| tx.open_table(t).ok();
+        let (trxs, blocks, by_hash) = (open(TRXS), open(BLOCKS), open(BLOCK_BY_HASH));
+        let found = |t: &Option<redb::ReadOnlyTable<&[u8], &[u8]>>, key: &[u8]| {
+            t.as_ref()
+                .is_some_and(|t| t.get(key).ok().flatten().is_some())
+        };
+        items
+            .iter()
+            .map(|item| {
+                let key = item.item_hash.as_bytes().as_slice();
+                match item.item_type {
+                    msg_type::TRX => found(&trxs, key),
+                    msg_type::BLOCK => found(&blocks, key) || found(&by_hash, key),
+                    _ => false,
+                }
+            })
+            .collect()
     }
 
     fn get_item(&self, item: &ItemId) -> Option<Vec<u8>> {
@@ -376,7 +410,12 @@ impl Delegate for RelayStore {
             return Err(DelegateError::Unusable("transaction expired".into()));
         }
         let hash = message_hash(data);
-        let tx = self.db.begin_write().map_err(local)?;
+        let mut tx = self.db.begin_write().map_err(local)?;
+        let durable = self.trx_since_durable + 1 >= TRX_DURABLE_EVERY
+            || now.0 - self.last_durable_trx.0 >= TRX_DURABLE_INTERVAL_US;
+        if !durable {
+            tx.set_durability(Durability::None).map_err(local)?;
+        }
         {
             let mut trxs = tx.open_table(TRXS).map_err(local)?;
             trxs.insert(hash.as_bytes().as_slice(), data)
@@ -386,7 +425,14 @@ impl Delegate for RelayStore {
             key.extend_from_slice(hash.as_bytes());
             exp.insert(key.as_slice(), ()).map_err(local)?;
         }
-        tx.commit().map_err(local)
+        tx.commit().map_err(local)?;
+        if durable {
+            self.trx_since_durable = 0;
+            self.last_durable_trx = now;
+        } else {
+            self.trx_since_durable += 1;
+        }
+        Ok(())
     }
 
     fn block_ids_after(&self, synopsis: &[BlockId], limit: usize) -> (Vec<BlockId>, u32) {

@@ -155,14 +155,41 @@ impl NodeConfig {
     }
 }
 
-/// Items remembered per peer, each way (the reference's inventory limit, 120 180).
+/// Items remembered per peer, each way (the reference's inventory limit, 120 180): bounds the
+/// memory one peer's advertisements take.
 pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
+/// A peer's advertisements stop being read for transactions at this many entries, leaving
+/// room for blocks (the reference's 2 minutes × 1000 transactions a second).
+pub const MAX_TRX_INVENTORY_PER_PEER: usize = 120_000;
 /// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
 pub const INVENTORY_MEMORY_US: i64 = 2 * 60 * SECOND_US;
 /// Items asked of one peer per fetch pass in normal operation
-/// (GRAPHENE_NET_MAX_ITEMS_PER_PEER_DURING_NORMAL_OPERATION).
+/// (GRAPHENE_NET_MAX_ITEMS_PER_PEER_DURING_NORMAL_OPERATION). As in the reference, only a peer
+/// with nothing in flight (no items, no sync blocks, no block ids) is asked, so this is also
+/// the most items ever requested from one peer at once.
 pub const MAX_ITEMS_PER_PEER_PER_PASS: usize = 1;
-/// Items waiting to be fetched, in all (bounds memory against inventory floods).
+/// Times the application is asked whether it already has a queued item, in one fetch pass:
+/// bounds the pass when many queued items arrived meanwhile by other ways (the rest are
+/// checked in the next pass, scheduled at once).
+pub const MAX_FETCH_CHECKS_PER_PASS: usize = 64;
+/// Entries forgotten per turn by the timed tables (inventories, recently failed items,
+/// unheard items to fetch, closed peers' fetch views), in all: when a flood's advertisements
+/// all expire together, the work goes on turn after turn, between other peers' messages,
+/// instead of holding the node for one long tick.
+pub const MAX_EXPIRED_PER_TURN: usize = 500;
+/// Items failed recently and remembered so they are not fetched again
+/// ([`RECENTLY_FAILED_US`]); the oldest are forgotten beyond this.
+pub const MAX_RECENTLY_FAILED: usize = 100_000;
+/// Advertised ids the node reads from one peer in one turn. The rest of a larger
+/// item_ids_inventory (one message may carry 100,000) waits for the peer's next turn, and the
+/// runtime reads nothing more from that peer meanwhile: bounds how long one peer's message
+/// holds up everyone else's.
+pub const MAX_INVENTORY_IDS_PER_TURN: usize = 250;
+/// Items served to one peer per event (a fetch request or a write finished): one peer's
+/// request for thousands of small items is served as its queue drains, never in one turn.
+pub const MAX_ITEMS_SERVED_PER_TURN: usize = 32;
+/// Items waiting to be fetched or requested, in all (bounds memory against inventory floods
+/// from many peers; one peer is bounded by its inventory).
 pub const MAX_ITEMS_TO_FETCH: usize = 200_000;
 /// A failed item is not fetched again for this long.
 pub const RECENTLY_FAILED_US: i64 = 15 * 60 * SECOND_US;

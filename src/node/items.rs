@@ -2,7 +2,7 @@
 //! advertise_inventory_loop, fetch_items_loop, on_item_ids_inventory_message,
 //! on_fetch_items_message), plus broadcasts from the operator.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use tracing::{debug, info, warn};
 
@@ -20,18 +20,20 @@ use crate::wire::types::{ItemHash, TimePoint};
 impl Node {
     /// An item the node now has and should tell peers about.
     pub(super) fn announce(&mut self, item: ItemId) {
-        if !self.new_inventory.contains(&item) {
+        if self.new_inventory_set.insert(item) {
             self.new_inventory.push(item);
         }
     }
 
     /// advertise_inventory: tell every active peer that is not syncing from us about new
-    /// items it has not told us about and we have not told it about.
+    /// items it has not told us about and we have not told it about. Costs O(peers × new
+    /// items), each check O(1).
     pub(super) fn advertise_inventory(&mut self, now: TimePoint) {
         if self.new_inventory.is_empty() {
             return;
         }
         let items = std::mem::take(&mut self.new_inventory);
+        self.new_inventory_set.clear();
         let ids: Vec<PeerId> = self
             .peers
             .values()
@@ -42,13 +44,12 @@ impl Node {
             let mut by_type: Vec<(u32, Vec<ItemHash>)> = Vec::new();
             if let Some(p) = self.peers.get_mut(&id) {
                 for item in &items {
-                    if p.inventory_advertised_to_us.contains_key(item)
-                        || p.inventory_advertised_to_peer.contains_key(item)
+                    if p.inventory_advertised_to_us.contains(item)
                         || p.inventory_advertised_to_peer.len() >= MAX_INVENTORY_PER_PEER
+                        || !p.inventory_advertised_to_peer.insert(*item, now)
                     {
                         continue;
                     }
-                    p.inventory_advertised_to_peer.insert(*item, now);
                     match by_type.iter_mut().find(|(t, _)| *t == item.item_type) {
                         Some((_, v)) => v.push(item.item_hash),
                         None => by_type.push((item.item_type, vec![item.item_hash])),
@@ -68,136 +69,243 @@ impl Node {
         }
     }
 
+    /// An advertisement: its ids join the peer's pending ids, and the first
+    /// [`MAX_INVENTORY_IDS_PER_TURN`] are read now (see [`Node::work_backlog`] for the rest).
     pub(super) fn on_item_ids_inventory(
         &mut self,
         peer: PeerId,
         m: ItemIdsInventoryMessage,
         now: TimePoint,
     ) {
+        if m.item_type != msg_type::TRX && m.item_type != msg_type::BLOCK {
+            // Nothing else can be fetched: there is no message to carry it.
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        // Ids beyond what the inventory can still take would be dropped when read anyway.
+        let room = MAX_INVENTORY_PER_PEER
+            .saturating_sub(p.inventory_advertised_to_us.len() + p.pending_inventory.len());
+        p.pending_inventory
+            .extend(
+                m.item_hashes_available
+                    .into_iter()
+                    .take(room)
+                    .map(|item_hash| ItemId {
+                        item_type: m.item_type,
+                        item_hash,
+                    }),
+            );
+        self.read_inventory(peer, now);
+    }
+
+    /// Reads up to [`MAX_INVENTORY_IDS_PER_TURN`] of `peer`'s pending ids: each costs O(1)
+    /// (one application look-up for an id nobody offered before), then one bounded fetch
+    /// pass. The peer is in the backlog while ids remain.
+    fn read_inventory(&mut self, peer: PeerId, now: TimePoint) {
         let mut wanted = false;
-        for hash in m.item_hashes_available {
-            let item = ItemId {
-                item_type: m.item_type,
-                item_hash: hash,
-            };
+        // Ids new to the node, to ask the application about in one call.
+        let mut unknown: Vec<ItemId> = Vec::new();
+        for _ in 0..MAX_INVENTORY_IDS_PER_TURN {
             let Some(p) = self.peers.get_mut(&peer) else {
-                return;
-            };
-            if p.inventory_advertised_to_us.len() >= MAX_INVENTORY_PER_PEER {
-                // The reference stops reading the message here, without blame; we count it.
-                self.misbehaved(peer, super::bans::Violation::InventoryFlood, now);
                 break;
-            }
-            p.inventory_advertised_to_us.insert(item, now);
-            if self.requested_items.contains_key(&item)
-                || self.items_to_fetch.contains_key(&item)
-                || self
-                    .recently_failed
-                    .get(&item)
-                    .is_some_and(|t| now.0 - t.0 < RECENTLY_FAILED_US)
-                || self.items_to_fetch.len() >= MAX_ITEMS_TO_FETCH
-                || self.delegate.has_item(&item)
-            {
+            };
+            let Some(item) = p.pending_inventory.pop_front() else {
+                break;
+            };
+            let cap = if item.item_type == msg_type::TRX {
+                MAX_TRX_INVENTORY_PER_PEER
+            } else {
+                MAX_INVENTORY_PER_PEER
+            };
+            if p.inventory_advertised_to_us.len() >= cap {
+                // The reference stops reading the message here, without blame; we count it.
+                p.pending_inventory
+                    .retain(|i| i.item_type != item.item_type);
+                self.misbehaved(peer, super::bans::Violation::InventoryFlood, now);
                 continue;
             }
-            self.items_to_fetch.insert(item, now);
-            wanted = true;
+            if !p.inventory_advertised_to_us.insert(item, now) {
+                // Told before: nothing new.
+                continue;
+            }
+            if p.inventory_advertised_to_peer.contains(&item) {
+                continue;
+            }
+            if self.fetch.heard_again(item, peer, now) {
+                // A new source, perhaps idle where the others are busy.
+                wanted = true;
+                continue;
+            }
+            if self.recently_failed.contains(&item) {
+                continue;
+            }
+            unknown.push(item);
+        }
+        if !unknown.is_empty() {
+            let known = self.delegate.has_items(&unknown);
+            for (item, known) in unknown.into_iter().zip(known) {
+                if known || self.fetch.len() >= MAX_ITEMS_TO_FETCH {
+                    continue;
+                }
+                self.fetch.add(item, peer, now);
+                wanted = true;
+            }
+        }
+        let more = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.list == ConnectionList::Active && !p.pending_inventory.is_empty());
+        if more {
+            self.inventory_backlog.insert(peer);
+        } else {
+            self.inventory_backlog.remove(&peer);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.pending_inventory = VecDeque::new();
+            }
         }
         if wanted {
             self.fetch_items(now);
         }
     }
 
-    /// fetch_items: give each wanted item to one peer that advertised it, at most
-    /// [`MAX_ITEMS_PER_PEER_PER_PASS`] per peer per pass, blocks first.
+    /// Peers with advertised ids not read yet. The runtime reads no more messages from them
+    /// until they leave this set, and calls [`Node::work_backlog`] while it is not empty.
+    pub fn backlogged_peers(&self) -> &BTreeSet<PeerId> {
+        &self.inventory_backlog
+    }
+
+    /// One turn of backlog work: reads the next bounded batch of pending ids of the next
+    /// backlogged peer, in turn.
+    pub fn work_backlog(&mut self, now: TimePoint) {
+        let next = self
+            .inventory_backlog
+            .range(self.backlog_cursor.saturating_add(1)..)
+            .next()
+            .or_else(|| self.inventory_backlog.first())
+            .copied();
+        if let Some(peer) = next {
+            self.backlog_cursor = peer;
+            self.read_inventory(peer, now);
+        }
+    }
+
+    /// Whether `peer` may be asked for items: active and with nothing in flight (the
+    /// reference's idle peer).
+    fn can_fetch_from(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| {
+            p.list == ConnectionList::Active
+                && p.items_requested.is_empty()
+                && p.sync.requested.is_empty()
+                && p.sync.ids_request.is_none()
+        })
+    }
+
+    /// fetch_items: every idle peer is asked for up to [`MAX_ITEMS_PER_PEER_PER_PASS`] of the
+    /// best queued items it advertised (blocks first, then first heard), in one
+    /// fetch_items message per item type. Costs O(peers + items requested × log n); the
+    /// application is asked whether it already has an item just before it is requested, at
+    /// most [`MAX_FETCH_CHECKS_PER_PASS`] times per pass.
     pub(super) fn fetch_items(&mut self, now: TimePoint) {
-        if self.items_to_fetch.is_empty() {
+        self.next_fetch = i64::MAX;
+        if self.fetch.queued() == 0 {
             return;
         }
-        let mut order: Vec<(ItemId, TimePoint)> =
-            self.items_to_fetch.iter().map(|(i, t)| (*i, *t)).collect();
-        // Blocks before transactions, then oldest first.
-        order.sort_by_key(|(i, t)| (i.item_type != msg_type::BLOCK, *t, i.item_hash));
-        let mut given: Vec<(PeerId, usize)> = Vec::new();
-        for (item, _) in order {
-            if self.delegate.has_item(&item) {
-                self.items_to_fetch.remove(&item);
+        let mut checks = 0;
+        let candidates: Vec<PeerId> = self.fetch.peers_with_queued().collect();
+        'peers: for peer in candidates {
+            if !self.can_fetch_from(peer) {
                 continue;
             }
-            let candidate = self
-                .peers
-                .values()
-                .filter(|p| p.list == ConnectionList::Active)
-                .filter(|p| p.inventory_advertised_to_us.contains_key(&item))
-                .filter(|p| {
-                    given
-                        .iter()
-                        .find(|(id, _)| *id == p.id)
-                        .map_or(0, |(_, n)| *n)
-                        < MAX_ITEMS_PER_PEER_PER_PASS
-                })
-                .min_by_key(|p| (p.items_requested.len(), p.id))
-                .map(|p| p.id);
-            let Some(peer) = candidate else {
-                continue;
-            };
-            match given.iter_mut().find(|(id, _)| *id == peer) {
-                Some((_, n)) => *n += 1,
-                None => given.push((peer, 1)),
+            let mut batch: Vec<ItemId> = Vec::new();
+            while batch.len() < MAX_ITEMS_PER_PEER_PER_PASS {
+                let Some(item) = self.fetch.best_for(peer) else {
+                    break;
+                };
+                if checks == MAX_FETCH_CHECKS_PER_PASS {
+                    // Go on at once, after other events had their turn.
+                    self.next_fetch = now.0;
+                    self.request_batch(peer, batch, now);
+                    break 'peers;
+                }
+                checks += 1;
+                if self.delegate.has_item(&item) {
+                    self.fetch.remove(&item);
+                    continue;
+                }
+                self.fetch.mark_requested(item, peer);
+                batch.push(item);
             }
-            self.items_to_fetch.remove(&item);
-            self.requested_items.insert(item, peer);
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.items_requested.insert(item, now);
+            self.request_batch(peer, batch, now);
+        }
+    }
+
+    /// Sends `peer` one fetch_items per item type for `batch` and records the requests.
+    fn request_batch(&mut self, peer: PeerId, batch: Vec<ItemId>, now: TimePoint) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut by_type: Vec<(u32, Vec<ItemHash>)> = Vec::new();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            for item in &batch {
+                p.items_requested.insert(*item, now);
+                match by_type.iter_mut().find(|(t, _)| *t == item.item_type) {
+                    Some((_, v)) => v.push(item.item_hash),
+                    None => by_type.push((item.item_type, vec![item.item_hash])),
+                }
             }
+        }
+        // Blocks first.
+        by_type.sort_by_key(|(t, _)| *t != msg_type::BLOCK);
+        for (item_type, items_to_fetch) in by_type {
             self.send(
                 peer,
                 Message::FetchItems(FetchItemsMessage {
-                    item_type: item.item_type,
-                    items_to_fetch: vec![item.item_hash],
+                    item_type,
+                    items_to_fetch,
                 }),
                 now,
             );
         }
     }
 
-    /// Puts `item` back in the fetch queue if an active peer other than `except` has it.
-    pub(super) fn requeue_item(&mut self, item: ItemId, except: PeerId, now: TimePoint) {
-        self.requested_items.remove(&item);
-        let someone = self.peers.values().any(|p| {
-            p.id != except
-                && p.list == ConnectionList::Active
-                && p.inventory_advertised_to_us.contains_key(&item)
+    /// `except` will not deliver `item` (it lacks it, or closed): the item goes back in the
+    /// queue if another active peer still advertises it. O(advertisers).
+    pub(super) fn requeue_item(&mut self, item: ItemId, except: PeerId) {
+        let peers = &self.peers;
+        self.fetch.request_failed(item, except, |a| {
+            peers.get(&a).is_some_and(|p| {
+                p.list == ConnectionList::Active && p.inventory_advertised_to_us.contains(&item)
+            })
         });
-        if someone && !self.delegate.has_item(&item) {
-            self.items_to_fetch.insert(item, now);
-        }
     }
 
     pub(super) fn on_fetch_items(&mut self, peer: PeerId, m: FetchItemsMessage, now: TimePoint) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        for hash in m.items_to_fetch {
-            p.serve_queue.push_back(ItemId {
-                item_type: m.item_type,
-                item_hash: hash,
-            });
-        }
-        if p.serve_queue.len() > MAX_SERVE_QUEUE {
+        if p.serve_queue.len() + m.items_to_fetch.len() > MAX_SERVE_QUEUE {
             let endpoint = p.remote_endpoint;
             warn!(%endpoint, "peer asked for more items than we serve at once");
             self.misbehaved(peer, super::bans::Violation::FetchFlood, now);
             self.disconnect(peer, "You requested too many items at once", true, now);
             return;
         }
+        for hash in m.items_to_fetch {
+            p.serve_queue.push_back(ItemId {
+                item_type: m.item_type,
+                item_hash: hash,
+            });
+        }
         self.serve_items(peer, now);
     }
 
     /// Sends queued items while the peer's send queue has room: like the reference's lazily
-    /// built item messages, a request for many large blocks never sits in memory at once.
+    /// built item messages, a request for many large blocks never sits in memory at once. At
+    /// most [`MAX_ITEMS_SERVED_PER_TURN`] per call; each item written calls again.
     pub(super) fn serve_items(&mut self, peer: PeerId, now: TimePoint) {
-        loop {
+        for _ in 0..MAX_ITEMS_SERVED_PER_TURN {
             let Some(p) = self.peers.get_mut(&peer) else {
                 return;
             };
@@ -227,6 +335,8 @@ impl Node {
         };
         if item_type == msg_type::BLOCK && self.is_sync_block(peer, &data) {
             self.on_sync_block(peer, data, now);
+            // The last sync block in flight leaves the peer idle for items.
+            self.fetch_items(now);
             return;
         }
         let item = ItemId {
@@ -248,7 +358,7 @@ impl Node {
             self.disconnect(peer, reason, true, now);
             return;
         }
-        self.requested_items.remove(&item);
+        self.fetch.remove(&item);
         self.bodies_received += 1;
         if self.delegate.has_item(&item) {
             self.duplicate_bodies += 1;
@@ -259,7 +369,8 @@ impl Node {
                 Ok(()) => self.announce(item),
                 Err(e) => {
                     debug!(error = %e, "transaction refused");
-                    self.recently_failed.insert(item, now);
+                    self.recently_failed
+                        .insert_capped(item, now, MAX_RECENTLY_FAILED);
                 }
             }
         } else {
@@ -274,7 +385,8 @@ impl Node {
                 Some(Err(e)) if e.blames_peer() => {
                     info!(error = %e, "invalid block");
                     self.misbehaved(peer, super::bans::Violation::InvalidBlock, now);
-                    self.recently_failed.insert(item, now);
+                    self.recently_failed
+                        .insert_capped(item, now, MAX_RECENTLY_FAILED);
                     self.disconnect(
                         peer,
                         "You offered me a block that I have deemed to be invalid",
@@ -330,9 +442,10 @@ impl Node {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.inventory_advertised_to_us.remove(&item);
         if p.items_requested.remove(&item).is_some() {
-            self.requeue_item(item, peer, now);
+            // As the reference: it no longer counts as having it; someone else is asked.
+            p.inventory_advertised_to_us.remove(&item);
+            self.requeue_item(item, peer);
             self.fetch_items(now);
             return;
         }
@@ -409,21 +522,46 @@ impl Node {
         Ok(hash)
     }
 
-    /// Forgets advertisements older than the inventory memory and re-queues timed-out requests.
-    pub(super) fn expire_inventory(&mut self, now: TimePoint) {
-        for p in self.peers.values_mut() {
-            p.inventory_advertised_to_us
-                .retain(|_, t| now.0 - t.0 < INVENTORY_MEMORY_US);
-            p.inventory_advertised_to_peer
-                .retain(|_, t| now.0 - t.0 < INVENTORY_MEMORY_US);
+    /// The timed tables' housekeeping: forgets advertisements older than the inventory
+    /// memory, items nobody advertised for as long, failures older than
+    /// [`RECENTLY_FAILED_US`], and closed peers' fetch views; at most
+    /// [`MAX_EXPIRED_PER_TURN`] entries in all. Returns whether work remains (the caller runs
+    /// it again at once, in a later turn).
+    pub(super) fn expire_inventory(&mut self, now: TimePoint) -> bool {
+        let cutoff = TimePoint(now.0 - INVENTORY_MEMORY_US);
+        let mut budget = MAX_EXPIRED_PER_TURN;
+        let mut more = false;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        let mut forgotten = Vec::new();
+        for id in ids {
+            if budget == 0 {
+                break;
+            }
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            more |= p
+                .inventory_advertised_to_us
+                .expire(cutoff, budget, |item| forgotten.push(item));
+            budget -= forgotten.len();
+            for item in forgotten.drain(..) {
+                self.fetch.forget_advertiser(&item, id);
+            }
+            let mut n = 0;
+            more |= p
+                .inventory_advertised_to_peer
+                .expire(cutoff, budget, |_| n += 1);
+            budget -= n;
         }
-        self.recently_failed
-            .retain(|_, t| now.0 - t.0 < RECENTLY_FAILED_US);
-        let live: HashSet<ItemId> = self
-            .peers
-            .values()
-            .flat_map(|p| p.inventory_advertised_to_us.keys().copied())
-            .collect();
-        self.items_to_fetch.retain(|i, _| live.contains(i));
+        let mut n = 0;
+        more |= self
+            .recently_failed
+            .expire(TimePoint(now.0 - RECENTLY_FAILED_US), budget, |_| n += 1);
+        budget -= n;
+        let before = self.fetch.len();
+        more |= self.fetch.expire(cutoff, budget);
+        budget -= before - self.fetch.len();
+        more |= self.fetch.clean_closed(budget);
+        more || budget == 0
     }
 }

@@ -19,20 +19,21 @@
 pub mod bandwidth;
 pub mod bans;
 pub mod config;
+mod fetch;
 mod firewall;
 mod handshake;
 mod items;
 pub mod sim;
 mod sync;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 
 use tracing::{debug, info, warn};
 
 use crate::app::Delegate;
 use crate::crypto::NodeKey;
-use crate::peer::{ConnectionList, OurHelloState, PeerId, PeerState, TheirHelloState};
+use crate::peer::{ConnectionList, OurHelloState, PeerId, PeerState, TheirHelloState, TimedSet};
 use crate::store::peer_db::{Disposition, PeerDatabase, PeerRecord};
 use crate::wire::Message;
 use crate::wire::message::*;
@@ -78,9 +79,16 @@ pub struct Node {
     started_at: TimePoint,
     delegate: Box<dyn Delegate>,
     new_inventory: Vec<ItemId>,
-    items_to_fetch: HashMap<ItemId, TimePoint>,
-    requested_items: HashMap<ItemId, PeerId>,
-    recently_failed: HashMap<ItemId, TimePoint>,
+    new_inventory_set: HashSet<ItemId>,
+    fetch: fetch::FetchQueue,
+    /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
+    next_fetch: i64,
+    /// When the timed tables' housekeeping runs next (at once while a batch left work).
+    next_expire: i64,
+    recently_failed: TimedSet<ItemId>,
+    /// Peers with advertised ids still to read (see `Node::work_backlog`).
+    inventory_backlog: std::collections::BTreeSet<PeerId>,
+    backlog_cursor: PeerId,
     sync_received: BTreeMap<u32, (BlockId, Vec<u8>, PeerId)>,
     sync_received_bytes: usize,
     active_sync_requests: HashMap<BlockId, PeerId>,
@@ -137,6 +145,57 @@ pub struct NodeInfo {
     pub duplicate_items_received: u64,
     pub firewalled: String,
     pub bandwidth: bandwidth::Rates,
+    /// What the node's tables hold now.
+    pub memory: MemoryAccounting,
+}
+
+/// The node's own memory figures: how much each of its tables holds, each bounded by a named
+/// limit in [`config`] (see INVARIANTS.md). Counts are entries unless they say bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryAccounting {
+    /// Bytes handed to connection writers and not yet written, in all.
+    pub queued_bytes_total: usize,
+    /// …and for the peer with the most ([`MAX_QUEUED_BYTES_PER_PEER`]).
+    pub queued_bytes_max_peer: usize,
+    /// Items peers advertised to us, remembered, in all…
+    pub inventory_from_peers_total: usize,
+    /// …and for the peer with the most ([`MAX_INVENTORY_PER_PEER`]).
+    pub inventory_from_peers_max_peer: usize,
+    /// Items we advertised to peers, remembered, in all…
+    pub inventory_to_peers_total: usize,
+    /// …and for the peer with the most ([`MAX_INVENTORY_PER_PEER`]).
+    pub inventory_to_peers_max_peer: usize,
+    /// Items wanted and not yet requested.
+    pub items_to_fetch: usize,
+    /// Items requested and not yet received (with `items_to_fetch`, at most
+    /// [`MAX_ITEMS_TO_FETCH`]).
+    pub items_requested: usize,
+    /// Entries of the fetch queue's indexes (per-peer views, closed peers' views, times).
+    pub fetch_index_entries: usize,
+    /// Items that failed recently ([`MAX_RECENTLY_FAILED`]).
+    pub recently_failed: usize,
+    /// Items waiting to be advertised.
+    pub new_inventory: usize,
+    /// Advertised ids received and not read yet, in all ([`MAX_INVENTORY_PER_PEER`] per peer).
+    pub pending_inventory_total: usize,
+    /// Items peers asked us for, waiting to be served, in all…
+    pub serve_queue_total: usize,
+    /// …and for the peer with the most ([`MAX_SERVE_QUEUE`]).
+    pub serve_queue_max_peer: usize,
+    /// Block ids offered by peers for sync and not yet requested, in all.
+    pub sync_ids_queued: usize,
+    /// Sync blocks requested and not yet received.
+    pub sync_requests_in_flight: usize,
+    /// Sync blocks received and not yet applied ([`MAX_SYNC_BLOCKS_TO_PREFETCH`])…
+    pub sync_blocks_buffered: usize,
+    /// …and their bytes ([`MAX_SYNC_BYTES_BUFFERED`]).
+    pub sync_bytes_buffered: usize,
+    /// Peer database records ([`crate::store::peer_db::MAX_PEER_RECORDS`]).
+    pub peer_db_records: usize,
+    /// Connections the node keeps state for, firewall probes included.
+    pub peer_states: usize,
+    /// Connections per list.
+    pub connections: ConnectionCounts,
 }
 
 /// Connections per list.
@@ -223,9 +282,13 @@ impl Node {
             started_at: now,
             delegate,
             new_inventory: Vec::new(),
-            items_to_fetch: HashMap::new(),
-            requested_items: HashMap::new(),
-            recently_failed: HashMap::new(),
+            new_inventory_set: HashSet::new(),
+            fetch: fetch::FetchQueue::new(),
+            next_fetch: i64::MAX,
+            next_expire: i64::MAX,
+            recently_failed: TimedSet::new(),
+            inventory_backlog: std::collections::BTreeSet::new(),
+            backlog_cursor: 0,
             sync_received: BTreeMap::new(),
             sync_received_bytes: 0,
             active_sync_requests: HashMap::new(),
@@ -633,9 +696,13 @@ impl Node {
                 self.db.update(&ep, |r| r.last_error = Some(err.clone()));
             }
         }
+        // Its few requests (see MAX_ITEMS_PER_PEER_PER_PASS) go to others; its view of the
+        // fetch queue is taken apart later, in bounded batches.
         for item in p.items_requested.keys() {
-            self.requeue_item(*item, peer, now);
+            self.requeue_item(*item, peer);
         }
+        self.fetch.peer_closed(peer);
+        self.inventory_backlog.remove(&peer);
         self.release_sync_requests(p.sync.requested.keys().copied(), now);
         if !p.items_requested.is_empty() {
             self.fetch_items(now);
@@ -843,7 +910,9 @@ impl Node {
                 self.on_item_ids_inventory(peer, m, now);
             }
             Message::BlockchainItemIdsInventory(m) => {
-                self.on_blockchain_item_ids_inventory(peer, m, now)
+                self.on_blockchain_item_ids_inventory(peer, m, now);
+                // The answer may leave the peer idle: it can be asked for items now.
+                self.fetch_items(now);
             }
             Message::ItemNotAvailable(m) => self.on_item_not_available(peer, m.requested_item, now),
             m @ (Message::Block(_) | Message::Trx(_)) => self.on_item(peer, m, now),
@@ -887,6 +956,8 @@ impl Node {
                 self.next_seed_retry,
                 self.next_db_save,
                 self.next_prune,
+                self.next_fetch,
+                self.next_expire,
                 self.bandwidth.next_tick(),
             ]
             .into_iter()
@@ -903,6 +974,8 @@ impl Node {
             self.terminate_handshakes(now);
         }
         if self.shutting_down {
+            self.next_fetch = i64::MAX;
+            self.next_expire = i64::MAX;
             if t >= self.next_terminate {
                 self.terminate_inactive_connections(now);
                 self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
@@ -911,7 +984,7 @@ impl Node {
         }
         if t >= self.next_terminate {
             self.terminate_inactive_connections(now);
-            self.expire_inventory(now);
+            self.next_expire = self.next_expire.min(t);
             self.fetch_items(now);
             self.process_sync_backlog(now);
             self.fetch_sync_items(now);
@@ -919,6 +992,13 @@ impl Node {
                 self.save_bans();
             }
             self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;
+        }
+        if t >= self.next_expire {
+            let more = self.expire_inventory(now);
+            self.next_expire = if more { t } else { i64::MAX };
+        }
+        if t >= self.next_fetch {
+            self.fetch_items(now);
         }
         if t >= self.next_prune {
             self.delegate.prune(now);
@@ -1187,7 +1267,41 @@ impl Node {
             duplicate_items_received: self.duplicate_bodies,
             firewalled: self.firewalled.name(),
             bandwidth: self.bandwidth.rates(),
+            memory: self.accounting(),
         }
+    }
+
+    /// The node's memory figures. O(connections).
+    pub fn accounting(&self) -> MemoryAccounting {
+        let mut m = MemoryAccounting {
+            items_to_fetch: self.fetch.queued(),
+            items_requested: self.fetch.requested(),
+            fetch_index_entries: self.fetch.index_entries(),
+            recently_failed: self.recently_failed.len(),
+            new_inventory: self.new_inventory.len(),
+            sync_requests_in_flight: self.active_sync_requests.len(),
+            sync_blocks_buffered: self.sync_received.len(),
+            sync_bytes_buffered: self.sync_received_bytes,
+            peer_db_records: self.db.len(),
+            peer_states: self.peers.len(),
+            connections: self.connection_counts(),
+            ..MemoryAccounting::default()
+        };
+        for p in self.peers.values() {
+            m.queued_bytes_total += p.queued_bytes;
+            m.queued_bytes_max_peer = m.queued_bytes_max_peer.max(p.queued_bytes);
+            let to_us = p.inventory_advertised_to_us.len();
+            m.inventory_from_peers_total += to_us;
+            m.inventory_from_peers_max_peer = m.inventory_from_peers_max_peer.max(to_us);
+            let to_peer = p.inventory_advertised_to_peer.len();
+            m.inventory_to_peers_total += to_peer;
+            m.inventory_to_peers_max_peer = m.inventory_to_peers_max_peer.max(to_peer);
+            m.pending_inventory_total += p.pending_inventory.len();
+            m.serve_queue_total += p.serve_queue.len();
+            m.serve_queue_max_peer = m.serve_queue_max_peer.max(p.serve_queue.len());
+            m.sync_ids_queued += p.sync.ids_to_get.len();
+        }
+        m
     }
 
     /// The status API's /peers.

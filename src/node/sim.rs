@@ -86,17 +86,21 @@ impl SimNet {
         node_id: NodeId,
         db: PeerDatabase,
     ) -> usize {
-        let i = self.nodes.len();
         let store = crate::app::relay_store::RelayStore::in_memory(config.chain_id)
             .expect("an in-memory store opens");
-        let mut node = Node::new(
-            config,
-            NodeKey::generate(),
-            node_id,
-            db,
-            Box::new(store),
-            self.now,
-        );
+        self.add_node_with_delegate(config, node_id, db, Box::new(store))
+    }
+
+    /// Adds a node with a given application (benchmarks that leave the store out).
+    pub fn add_node_with_delegate(
+        &mut self,
+        config: NodeConfig,
+        node_id: NodeId,
+        db: PeerDatabase,
+        delegate: Box<dyn crate::app::Delegate>,
+    ) -> usize {
+        let i = self.nodes.len();
+        let mut node = Node::new(config, NodeKey::generate(), node_id, db, delegate, self.now);
         node.set_listen_endpoint(listen_endpoint(i));
         self.listening.insert(listen_endpoint(i), i);
         self.nodes.push(node);
@@ -111,6 +115,13 @@ impl SimNet {
                 while let Some(cmd) = self.nodes[i].poll_command() {
                     progressed = true;
                     self.execute(i, cmd);
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if !self.frozen.contains(&i) && !self.nodes[i].backlogged_peers().is_empty() {
+                    let now = self.now;
+                    self.nodes[i].work_backlog(now);
+                    progressed = true;
                 }
             }
             if !progressed {

@@ -1274,3 +1274,105 @@ fn fetch_requests_beyond_the_serve_queue_are_a_violation() {
     let report = net.nodes[1].ban_report(net.now);
     assert_eq!(report.violations["fetch_flood"], 1);
 }
+
+/// Distinct made-up transaction ids.
+fn made_up_ids(count: usize) -> Vec<crate::wire::types::ItemHash> {
+    (0..count as u32)
+        .map(|i| {
+            let mut h = [7u8; 20];
+            h[..4].copy_from_slice(&i.to_le_bytes());
+            Ripemd160(h)
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_advertisement_is_read_in_bounded_turns_and_forgotten_in_time() {
+    let mut net = line(2);
+    let peer = net.nodes[1].peers().next().unwrap().id;
+    let now = net.now;
+    let ids = made_up_ids(1000);
+    net.nodes[1].on_message(
+        peer,
+        Message::ItemIdsInventory(ItemIdsInventoryMessage {
+            item_type: msg_type::TRX,
+            item_hashes_available: ids,
+        }),
+        None,
+        now,
+    );
+    // One turn read a bounded part; the rest waits, and the runtime is told to pause the peer.
+    let m = net.nodes[1].accounting();
+    assert_eq!(m.inventory_from_peers_total, MAX_INVENTORY_IDS_PER_TURN);
+    assert_eq!(m.pending_inventory_total, 1000 - MAX_INVENTORY_IDS_PER_TURN);
+    assert!(net.nodes[1].backlogged_peers().contains(&peer));
+    while !net.nodes[1].backlogged_peers().is_empty() {
+        net.nodes[1].work_backlog(now);
+    }
+    let m = net.nodes[1].accounting();
+    assert_eq!(m.inventory_from_peers_total, 1000);
+    assert_eq!(m.pending_inventory_total, 0);
+    assert_eq!(m.items_to_fetch + m.items_requested, 1000);
+    // The peer has none of them: each request is answered item_not_available and the item,
+    // advertised by nobody else, is forgotten. Two minutes on, nothing is left.
+    net.pump();
+    net.advance(INVENTORY_MEMORY_US + 2 * SECOND_US);
+    let m = net.nodes[1].accounting();
+    assert_eq!(
+        (
+            m.items_to_fetch,
+            m.items_requested,
+            m.inventory_from_peers_total
+        ),
+        (0, 0, 0),
+        "{m:?}"
+    );
+    assert_eq!(m.fetch_index_entries, 0, "{m:?}");
+    assert_eq!(counts(&net, 1).active, 1, "nobody blamed");
+}
+
+#[test]
+fn an_item_first_offered_by_a_busy_peer_is_fetched_from_an_idle_one_at_once() {
+    let mut net = line(3);
+    // Node 1 is connected to 0 and 2. Node 0 looks busy to node 1: a sync request of node 1
+    // to it is outstanding (node 0 is frozen, so it never answers).
+    let t = trx(42);
+    let item = ItemId {
+        item_type: msg_type::TRX,
+        item_hash: crate::wire::message::message_hash(&t),
+    };
+    let to_0 = net.nodes[1]
+        .peers()
+        .find(|p| p.remote_endpoint == listen_endpoint(0))
+        .unwrap()
+        .id;
+    net.frozen.push(0);
+    let now = net.now;
+    net.nodes[1].on_message(
+        to_0,
+        Message::FetchBlockchainItemIds(FetchBlockchainItemIdsMessage {
+            item_type: msg_type::BLOCK,
+            blockchain_synopsis: vec![Ripemd160([9; 20])],
+        }),
+        None,
+        now,
+    );
+    net.nodes[1].on_message(
+        to_0,
+        Message::ItemIdsInventory(ItemIdsInventoryMessage {
+            item_type: msg_type::TRX,
+            item_hashes_available: vec![item.item_hash],
+        }),
+        None,
+        now,
+    );
+    net.pump();
+    assert_eq!(net.sent(1, 0, msg_type::FETCH_ITEMS).len(), 0, "busy");
+    // Node 2 has it and advertises it: node 1 asks node 2 at once, no timer needed.
+    net.nodes[2]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .unwrap();
+    net.pump();
+    assert_eq!(net.sent(1, 2, msg_type::FETCH_ITEMS).len(), 1);
+    assert!(has(&net, 1, msg_type::TRX, &t));
+}

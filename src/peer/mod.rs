@@ -5,11 +5,15 @@
 //! delay, and its traffic. It knows nothing of other peers or sockets: the node core decides
 //! what to do with it.
 
+mod timed;
+
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::wire::message::{HelloMessage, ItemId};
 use crate::wire::types::{BlockId, Direction, Endpoint, FirewalledState, NodeId, TimePoint};
 use crate::wire::variant::VariantObject;
+
+pub use timed::TimedSet;
 
 /// The node's handle for a connection; never reused within a process.
 pub type PeerId = u64;
@@ -159,13 +163,16 @@ pub struct PeerState {
     /// exchange.
     pub probe_for: Option<FirewallCheck>,
     /// Items the peer told us it has, and when (forgotten after 2 minutes).
-    pub inventory_advertised_to_us: HashMap<ItemId, TimePoint>,
+    pub inventory_advertised_to_us: TimedSet<ItemId>,
     /// Items we told the peer about, and when (forgotten after 2 minutes).
-    pub inventory_advertised_to_peer: HashMap<ItemId, TimePoint>,
-    /// Items (normal operation) requested from the peer, and when.
+    pub inventory_advertised_to_peer: TimedSet<ItemId>,
+    /// Items (normal operation) requested from the peer, and when: at most
+    /// `MAX_ITEMS_PER_PEER_PER_PASS`, since only a peer with nothing in flight is asked.
     pub items_requested: HashMap<ItemId, TimePoint>,
     /// Items the peer asked us for, served as its send queue drains.
     pub serve_queue: VecDeque<ItemId>,
+    /// Advertised ids not read yet (the node reads a bounded number per turn).
+    pub pending_inventory: VecDeque<ItemId>,
     pub sync: SyncState,
     /// When the last whole message arrived (the peer's key counts as its first).
     pub last_message_at: TimePoint,
@@ -215,10 +222,11 @@ impl PeerState {
             close_error: None,
             firewall_check: None,
             probe_for: None,
-            inventory_advertised_to_us: HashMap::new(),
-            inventory_advertised_to_peer: HashMap::new(),
+            inventory_advertised_to_us: TimedSet::new(),
+            inventory_advertised_to_peer: TimedSet::new(),
             items_requested: HashMap::new(),
             serve_queue: VecDeque::new(),
+            pending_inventory: VecDeque::new(),
             sync: SyncState {
                 we_need_sync_items: true,
                 peer_needs_sync_items: true,

@@ -1,13 +1,15 @@
 //! The tokio runtime around the node core: a listener, a dialer, two tasks per connection,
 //! one node task that owns the core, timers, the peer database on disk, and shutdown.
 //!
-//! The node task is the only place the core lives. Connection tasks report [`Event`]s to it
-//! over a bounded channel (so a flood of input slows the readers down instead of growing
-//! memory); it answers with [`Outgoing`] messages to each connection's writer. Protocol rules
-//! live in [`crate::node`]; nothing here decides anything.
+//! The node task is the only place the core lives. Each connection task reports [`Event`]s to
+//! it over its own small bounded channel, taken in turn with the others ([`fair`]): a flood
+//! of input slows that peer's reader down instead of growing memory or delaying other peers.
+//! It answers with [`Outgoing`] messages to each connection's writer. Protocol rules live in
+//! [`crate::node`]; nothing here decides anything.
 
 pub mod clock;
 pub mod connection;
+pub mod fair;
 pub mod identity;
 
 use std::collections::HashMap;
@@ -33,7 +35,8 @@ use crate::wire::types::{Endpoint, NodeId};
 use clock::Clock;
 use connection::Target;
 
-/// Events queued from connection tasks to the node task before readers wait.
+/// Events queued from the listener to the node task before it waits (each connection has its
+/// own queue, [`fair::CONNECTION_EVENT_QUEUE`]).
 pub const EVENT_QUEUE: usize = 1024;
 /// How long shutdown waits for closing messages to be written.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
@@ -301,7 +304,7 @@ pub async fn start_with_delegate(
             progress: None,
             node,
             clock,
-            events_tx,
+            new_sources: Vec::new(),
             connections: HashMap::new(),
             writers: Vec::new(),
             db_path,
@@ -357,7 +360,8 @@ struct NodeTask {
     progress: Option<indicatif::ProgressBar>,
     node: Node,
     clock: Clock,
-    events_tx: mpsc::Sender<Event>,
+    /// Event channels of connections spawned since the run loop last took them.
+    new_sources: Vec<(PeerId, mpsc::Receiver<Event>)>,
     connections: HashMap<PeerId, ConnectionHandle>,
     writers: Vec<JoinHandle<()>>,
     db_path: PathBuf,
@@ -372,11 +376,30 @@ impl NodeTask {
         mut control: mpsc::Receiver<Control>,
     ) {
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
+        let mut connection_events = fair::FairEvents::new();
         loop {
             self.execute_commands();
+            for (peer, rx) in self.new_sources.drain(..) {
+                connection_events.add(peer, rx);
+            }
             let deadline = self.clock.instant_at(self.node.next_deadline());
+            // Usually empty: peers whose last message the node is still reading.
+            let paused = self.node.backlogged_peers().clone();
             tokio::select! {
                 Some(ev) = events.recv() => self.on_event(ev),
+                () = std::future::ready(()), if !paused.is_empty() => {
+                    let now = self.clock.now();
+                    self.node.work_backlog(now);
+                    tokio::task::yield_now().await;
+                }
+                ev = connection_events.next(&paused) => {
+                    self.on_event(ev);
+                    // One turn done: let the tasks it woke (writers, readers) run before the
+                    // next. Without this the node task keeps its thread for a whole coop
+                    // budget (128 events) while a peer floods it, and the writer of another
+                    // peer's reply, woken onto this same thread, waits for all of them.
+                    tokio::task::yield_now().await;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
@@ -440,13 +463,10 @@ impl NodeTask {
     fn spawn_connection(&mut self, peer: PeerId, target: Target) {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (events_tx, events_rx) = mpsc::channel(fair::CONNECTION_EVENT_QUEUE);
+        self.new_sources.push((peer, events_rx));
         let task = tokio::spawn(connection::run(
-            peer,
-            target,
-            self.events_tx.clone(),
-            out_rx,
-            stop_rx,
-            self.clock,
+            peer, target, events_tx, out_rx, stop_rx, self.clock,
         ));
         self.connections.insert(
             peer,

@@ -63,6 +63,7 @@ fn addresses(n: usize) -> Vec<AddressInfo> {
 /// MAX_PEER_RECORDS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn address_message_floods() {
+    let _heavy = HEAVY.lock().await;
     let mut c = config(temp_dir("addr-flood"), vec![]);
     // The node must take addresses to be at risk; it dials none of them (all loopback, all
     // closed ports, and desired connections reached by nobody), which is fine.
@@ -116,6 +117,7 @@ async fn address_message_floods() {
 /// or the writer giving up on a socket that accepts nothing (WRITE_TIMEOUT).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_items_from_a_peer_that_never_reads() {
+    let _heavy = HEAVY.lock().await;
     let node = quiet_node("never-reads").await;
     let mut w = witness(&node).await;
     // A 16 KiB transaction: the relay store checks the header only.

@@ -335,6 +335,7 @@ async fn an_honest_slow_block_is_kept_until_complete() {
 /// held gets in, and every silent socket is closed within 6 s of its opening.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_silent_sockets_do_not_lock_out_an_honest_dialer() {
+    let _heavy = HEAVY.lock().await;
     const SILENT: usize = 300;
     let node = quiet_node("silent-flood").await;
     let target: SocketAddr = addr(&node);
