@@ -1,6 +1,8 @@
 //! The `grapevine` command line.
 
 pub mod codec;
+pub mod config;
+pub mod ini;
 pub mod run;
 pub mod status;
 
@@ -10,9 +12,52 @@ use clap::{Parser, Subcommand};
 
 pub use codec::CliError;
 
+/// Exit status for a usage or configuration error (clap's own status for bad arguments).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for a failure at run time: a port that cannot be bound, a store that cannot be
+/// opened, a node that stopped by itself, a status API that cannot be reached.
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// Why a command failed, which decides its exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad arguments, input or configuration: exit [`EXIT_USAGE`].
+    Usage(String),
+    /// The command was right but could not be carried out: exit [`EXIT_RUNTIME`].
+    Runtime(String),
+}
+
+impl Failure {
+    /// The process exit status for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => EXIT_USAGE,
+            Failure::Runtime(_) => EXIT_RUNTIME,
+        }
+    }
+
+    fn runtime(e: CliError) -> Self {
+        Failure::Runtime(e.0)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<CliError> for Failure {
+    fn from(e: CliError) -> Self {
+        Failure::Usage(e.0)
+    }
+}
+
 /// A BitShares (graphene) peer-to-peer node.
 #[derive(Debug, Parser)]
-#[command(name = "grapevine", version, about)]
+#[command(name = "grapevine", version, about, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -78,24 +123,28 @@ pub enum Command {
     },
 }
 
-/// Runs a parsed command line. Errors are reported by the caller as one line with exit 2.
-pub fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs a parsed command line. The caller prints a failure as one line and exits with its
+/// [`Failure::exit_code`].
+pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Info { rpc_endpoint } => {
-            print!("{}", status::info(rpc_endpoint)?);
+            print!("{}", status::info(rpc_endpoint).map_err(Failure::runtime)?);
             Ok(())
         }
         Command::Peers { rpc_endpoint } => {
-            print!("{}", status::peers(rpc_endpoint)?);
+            print!("{}", status::peers(rpc_endpoint).map_err(Failure::runtime)?);
             Ok(())
         }
         Command::Bans { rpc_endpoint } => {
-            print!("{}", status::bans(rpc_endpoint)?);
+            print!("{}", status::bans(rpc_endpoint).map_err(Failure::runtime)?);
             Ok(())
         }
         Command::Unban { ip, rpc_endpoint } => {
-            print!("{}", status::unban(rpc_endpoint, ip)?);
+            print!(
+                "{}",
+                status::unban(rpc_endpoint, ip).map_err(Failure::runtime)?
+            );
             Ok(())
         }
         Command::Broadcast {
@@ -112,13 +161,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Inspect { hex, msg_type } => {
             let bytes = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
             let doc = codec::inspect(&bytes, msg_type)?;
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).map_err(CliError::from)?
+            );
             Ok(())
         }
         Command::Encode { json, data } => {
             let text = codec::arg_or_stdin(json)?;
             let doc: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| CliError(format!("input is not JSON: {e}")))?;
+                .map_err(|e| Failure::Usage(format!("input is not JSON: {e}")))?;
             println!("{}", hex::encode(codec::encode(&doc, data)?));
             Ok(())
         }

@@ -116,6 +116,10 @@ pub struct NodeConfig {
     pub max_connections: usize,
     pub accept_incoming_connections: bool,
     pub connect_to_new_peers: bool,
+    /// The endpoint told to peers in hello as where we accept connections
+    /// (`--p2p-inbound-endpoint`); an address of 0.0.0.0 keeps the connection's local address.
+    /// `None`: the connection's local address and the listening port.
+    pub inbound_endpoint: Option<Endpoint>,
     pub advertise: AdvertiseAlgorithm,
     /// Seconds between blocks on this chain; sets the active inactivity timeout.
     pub block_interval_secs: i64,
@@ -135,6 +139,7 @@ impl Default for NodeConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             accept_incoming_connections: true,
             connect_to_new_peers: true,
+            inbound_endpoint: None,
             advertise: AdvertiseAlgorithm::All,
             block_interval_secs: DEFAULT_BLOCK_INTERVAL_SECS,
             ban_duration_us: DEFAULT_BAN_DURATION_US,

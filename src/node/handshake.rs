@@ -25,6 +25,15 @@ impl Node {
         let (inbound_address, inbound_port, outbound_port) =
             if !self.config.accept_incoming_connections {
                 (IpAddress(0), 0, 0)
+            } else if let Some(inbound) = self.config.inbound_endpoint {
+                // The operator's word wins, as in the reference.
+                let local = p.local_endpoint.unwrap_or_default();
+                let address = if inbound.address.0 == 0 {
+                    local.address
+                } else {
+                    inbound.address
+                };
+                (address, inbound.port, local.port)
             } else if let (FirewalledState::NotFirewalled, Some(public)) =
                 (self.firewalled, self.public_endpoint)
             {

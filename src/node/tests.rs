@@ -70,6 +70,34 @@ fn rejections(net: &SimNet, from: usize, to: usize) -> Vec<RejectionReason> {
 }
 
 #[test]
+fn hello_tells_the_configured_inbound_endpoint() {
+    let mut net = SimNet::new();
+    let with = |inbound: &str| NodeConfig {
+        inbound_endpoint: Some(inbound.parse().unwrap()),
+        ..cfg()
+    };
+    let a = net.add_node(with("5.6.7.8:4000"), test_node_id(1));
+    let b = net.add_node(with("0.0.0.0:4001"), test_node_id(2));
+    let c = net.add_node(cfg(), test_node_id(3));
+    net.nodes[a].add_node(listen_endpoint(c), net.now);
+    net.nodes[b].add_node(listen_endpoint(c), net.now);
+    net.advance(1);
+    let hello = |from| match net.sent(from, c, msg_type::HELLO)[0] {
+        Message::Hello(h) => h.clone(),
+        _ => unreachable!(),
+    };
+    let (ha, hb) = (hello(a), hello(b));
+    assert_eq!(
+        (ha.inbound_address.to_string(), ha.inbound_port),
+        ("5.6.7.8".into(), 4000)
+    );
+    // 0.0.0.0: the connection's own address, with the configured port.
+    assert_eq!(hb.inbound_port, 4001);
+    assert_eq!(hb.inbound_address, listen_endpoint(b).address);
+    assert_ne!(hb.outbound_port, 4001);
+}
+
+#[test]
 fn handshake_both_ways_follows_the_reference_sequence() {
     let mut net = SimNet::new();
     let a = net.add_node(cfg(), test_node_id(1));

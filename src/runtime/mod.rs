@@ -209,6 +209,12 @@ impl NodeHandle {
         rx.await.ok().flatten()
     }
 
+    /// Resolves when the node task has ended: after [`NodeHandle::shutdown`], or by itself
+    /// (a failure).
+    pub async fn stopped(&self) {
+        self.control.closed().await
+    }
+
     /// Closes every connection politely, saves the peer database, and waits for the node task.
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
@@ -235,18 +241,45 @@ pub fn p2p_dir(data_dir: &std::path::Path) -> PathBuf {
 }
 
 /// Starts a node with the default application, the relay store in the data directory.
+///
+/// The listener is bound before anything is created on disk, so a start that fails because
+/// the port is taken leaves no data directory behind.
 pub async fn start(config: RuntimeConfig) -> Result<NodeHandle, StartError> {
+    let listener = bind_listener(&config).await?;
     let path = config.data_dir.join(crate::app::relay_store::STORE_FILE);
     let store = crate::app::relay_store::RelayStore::open(&path, config.node.chain_id)
         .map_err(|e| StartError::Store(path.clone(), e.to_string()))?;
-    start_with_delegate(config, Box::new(store)).await
+    start_listening(config, Box::new(store), listener).await
 }
 
-/// Starts a node for a given application: identity, peer database, listener, seeds, and the
+/// Starts a node for a given application: listener, identity, peer database, seeds, and the
 /// node task.
 pub async fn start_with_delegate(
     config: RuntimeConfig,
     delegate: Box<dyn Delegate>,
+) -> Result<NodeHandle, StartError> {
+    let listener = bind_listener(&config).await?;
+    start_listening(config, delegate, listener).await
+}
+
+/// The peer listener, when the node accepts connections.
+async fn bind_listener(config: &RuntimeConfig) -> Result<Option<TcpListener>, StartError> {
+    if !config.node.accept_incoming_connections {
+        return Ok(None);
+    }
+    if !config.p2p_endpoint.is_ipv4() {
+        return Err(StartError::NotIpv4(config.p2p_endpoint));
+    }
+    TcpListener::bind(config.p2p_endpoint)
+        .await
+        .map(Some)
+        .map_err(|e| StartError::Listen(config.p2p_endpoint, e))
+}
+
+async fn start_listening(
+    config: RuntimeConfig,
+    delegate: Box<dyn Delegate>,
+    listener: Option<TcpListener>,
 ) -> Result<NodeHandle, StartError> {
     let dir = p2p_dir(&config.data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
@@ -266,17 +299,6 @@ pub async fn start_with_delegate(
     let mut node = Node::new(config.node.clone(), key, node_id, db, delegate, now);
     node.restore_bans(bans, now);
 
-    let listener = if config.node.accept_incoming_connections {
-        if !config.p2p_endpoint.is_ipv4() {
-            return Err(StartError::NotIpv4(config.p2p_endpoint));
-        }
-        let l = TcpListener::bind(config.p2p_endpoint)
-            .await
-            .map_err(|e| StartError::Listen(config.p2p_endpoint, e))?;
-        Some(l)
-    } else {
-        None
-    };
     let p2p_endpoint = listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(ep) = p2p_endpoint.and_then(to_endpoint) {
         node.set_listen_endpoint(ep);

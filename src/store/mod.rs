@@ -70,6 +70,17 @@ fn aside_path(path: &Path, now: TimePoint) -> PathBuf {
 
 /// Atomically replaces `path` with `bytes`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_as(path, bytes, None)
+}
+
+/// Atomically replaces `path` with `bytes` that are secret: on unix the file is created with
+/// mode 0600 before its first byte is written, so it is never readable by others, not even
+/// as the temporary file.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_as(path, bytes, Some(0o600))
+}
+
+fn write_atomically_as(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir)?;
     let file_name = path
@@ -78,7 +89,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_else(|| "data".into());
     let tmp = dir.join(format!(".{file_name}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true);
+        if let Some(_mode) = mode {
+            // A temporary file left by a crash would keep its old mode if reopened.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            options.create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(_mode);
+            }
+        } else {
+            options.create(true).truncate(true);
+        }
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -160,6 +188,24 @@ mod tests {
             fs::read(d.join("x.json.unreadable-1700000000-1")).unwrap(),
             b"also torn"
         );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only_even_over_a_stale_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("private");
+        let path = d.join("secret");
+        let tmp = d.join(".secret.tmp");
+        // A temporary file left readable by everyone by an earlier crash.
+        fs::write(&tmp, b"old").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_atomically(&path, b"key").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"key");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        assert!(!tmp.exists());
         let _ = fs::remove_dir_all(&d);
     }
 
