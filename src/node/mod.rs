@@ -471,7 +471,7 @@ impl Node {
         r.last_connection_disposition = Disposition::LastConnectionFailed;
         r.number_of_failed_connection_attempts =
             r.number_of_failed_connection_attempts.saturating_add(1);
-        r.last_error = Some(error.to_string());
+        r.set_error(error, now);
         self.peers.remove(&peer);
         self.trigger_connect_loop(now);
     }
@@ -529,7 +529,7 @@ impl Node {
                 let r = self.db.entry(ep);
                 r.number_of_failed_connection_attempts =
                     r.number_of_failed_connection_attempts.saturating_add(1);
-                r.last_error = Some(error.to_string());
+                r.set_error(error, now);
             }
         }
         let violation = if exchanged {
@@ -630,7 +630,7 @@ impl Node {
                 self.db.update(&ep, |r| r.last_seen_time = now);
             }
             if let Some(err) = &p.close_error {
-                self.db.update(&ep, |r| r.last_error = Some(err.clone()));
+                self.db.update(&ep, |r| r.set_error(err, now));
             }
         }
         for item in p.items_requested.keys() {
@@ -709,7 +709,7 @@ impl Node {
         if let Some(ep) = p.remote_inbound_endpoint.filter(|e| e.port != 0) {
             self.db.update(&ep, |r| {
                 r.last_seen_time = now;
-                r.last_error = Some(reason.to_string());
+                r.set_error(reason, now);
             });
         }
         info!(%endpoint, reason, "disconnecting");
