@@ -543,3 +543,22 @@ async fn a_node_keeps_a_bitshares_core_peer_database() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+proptest::proptest! {
+    /// Whatever a file holds, reading it answers records or an error, never a panic.
+    #[test]
+    fn any_bytes_are_read_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let _ = peer_db::parse(&bytes);
+    }
+
+    /// The reference's file with one byte changed (a torn or mistyped edit).
+    #[test]
+    fn a_damaged_reference_file_is_read_without_panicking(
+        pos in 0..FIXTURE.len(),
+        byte in proptest::prelude::any::<u8>(),
+    ) {
+        let mut bytes = FIXTURE.as_bytes().to_vec();
+        bytes[pos] = byte;
+        let _ = peer_db::parse(&bytes);
+    }
+}
