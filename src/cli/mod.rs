@@ -57,7 +57,9 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
         rpc_endpoint: SocketAddr,
     },
-    /// Hand a transaction (1000) or block (1001) to a running node, which relays it.
+    /// Hand a transaction (1000) or block (1001) to a running node, which relays it. Prints the
+    /// node's answer (JSON: id, outcome, missing_parent, error); exits 0 only when the item was
+    /// accepted, 1 when it was held, a duplicate, rejected or failed.
     Broadcast {
         /// 1000 for a transaction, 1001 for a block.
         #[arg(long = "type", value_name = "N")]
@@ -78,7 +80,8 @@ pub enum Command {
     },
 }
 
-/// Runs a parsed command line. Errors are reported by the caller as one line with exit 2.
+/// Runs a parsed command line. Errors are reported by the caller as one line with exit 2;
+/// `broadcast` itself exits 1 when the node did not accept the item.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(*args),
@@ -103,10 +106,28 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             hex,
             rpc_endpoint,
         } => {
+            if msg_type != 1000 && msg_type != 1001 {
+                return Err(CliError(format!(
+                    "--type must be 1000 or 1001, not {msg_type}"
+                )));
+            }
             let data = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
             let body = serde_json::json!({ "type": msg_type, "data": hex::encode(data) });
-            let answer = status::post_json(rpc_endpoint, "/broadcast", &body)?;
-            println!("{}", answer["id"].as_str().unwrap_or_default());
+            let (code, answer) = status::post_json_any_status(rpc_endpoint, "/broadcast", &body)?;
+            let Some(outcome) = answer["outcome"].as_str() else {
+                let detail = answer["error"].as_str().unwrap_or_default();
+                return Err(CliError(format!(
+                    "status API answered {code} for /broadcast: {detail}"
+                )));
+            };
+            println!("{answer}");
+            if outcome != "accepted" {
+                // A runtime outcome, not a usage error: exit 1 (errors above exit 2).
+                let why = answer["error"].as_str().unwrap_or_default();
+                eprintln!("grapevine: {outcome}: {why}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Inspect { hex, msg_type } => {

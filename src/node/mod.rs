@@ -18,6 +18,7 @@
 
 pub mod bandwidth;
 pub mod bans;
+mod broadcast;
 pub mod config;
 mod firewall;
 mod handshake;
@@ -42,6 +43,7 @@ use crate::wire::types::{
 
 use bandwidth::BandwidthMonitor;
 use bans::{Ban, BanTable, Violation};
+pub use broadcast::{Broadcast, BroadcastOutcome};
 use config::*;
 pub use config::{AdvertiseAlgorithm, NodeConfig};
 pub use sync::SyncProgress;
