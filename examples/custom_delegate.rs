@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use grapevine::app::ChainHead;
 use grapevine::app::{BlockOutcome, Delegate, DelegateError};
-use grapevine::node::NodeConfig;
+use grapevine::node::{BroadcastOutcome, NodeConfig};
 use grapevine::runtime::{self, RuntimeConfig};
 use grapevine::wire::message::{ItemId, message_hash, msg_type};
 use grapevine::wire::types::{BlockId, Sha256, TimePoint};
@@ -147,18 +147,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "NOTE: second notice",
         "NOTE: third",
     ] {
-        let id = alice
+        let posted = alice
             .broadcast(msg_type::TRX, text.as_bytes().to_vec())
             .await?;
-        println!("alice posted {id}");
+        println!("alice posted {} ({})", posted.id, posted.outcome.name());
     }
     // A bad item is refused by the application and never relayed.
-    assert!(
-        alice
-            .broadcast(msg_type::TRX, b"spam".to_vec())
-            .await
-            .is_err()
-    );
+    let spam = alice.broadcast(msg_type::TRX, b"spam".to_vec()).await?;
+    assert!(matches!(spam.outcome, BroadcastOutcome::Rejected(_)));
 
     for _ in 0..200 {
         if bob_board.len() == 3 {

@@ -63,7 +63,7 @@ async fn a_transaction_crosses_a_line_of_three() {
     let c = start(quiet("line-c", vec![addr(&b).to_string()])).await;
     assert!(wait_for(&b, T, |p| active(p) == 2).await);
     let t = trx(1);
-    let id = a.broadcast(msg_type::TRX, t.clone()).await.unwrap();
+    let id = accepted(a.broadcast(msg_type::TRX, t.clone()).await);
     assert_eq!(id, message_hash(&t));
     assert!(wait_until(T, || has(&c, id)).await, "the far end has it");
     assert_eq!(c.get_item(id).await, Some((msg_type::TRX, t)));
@@ -98,12 +98,9 @@ async fn ten_nodes_each_receive_every_body_exactly_once() {
     let items: Vec<Vec<u8>> = (0..12).map(trx).collect();
     let mut ids = Vec::new();
     for (i, t) in items.iter().enumerate() {
-        ids.push(
-            nodes[(i * 7) % n]
-                .broadcast(msg_type::TRX, t.clone())
-                .await
-                .unwrap(),
-        );
+        ids.push(accepted(
+            nodes[(i * 7) % n].broadcast(msg_type::TRX, t.clone()).await,
+        ));
     }
     for (k, h) in nodes.iter().enumerate() {
         for id in &ids {
@@ -141,7 +138,7 @@ async fn a_late_node_syncs_from_two_peers_then_serves_a_fourth() {
     let b = start(quiet("sync-b", vec![])).await;
     for h in [&a, &b] {
         for blk in &blocks {
-            h.broadcast(msg_type::BLOCK, blk.clone()).await.unwrap();
+            accepted(h.broadcast(msg_type::BLOCK, blk.clone()).await);
         }
         assert_eq!(head(h).await, 2000);
     }
@@ -226,7 +223,7 @@ async fn an_advertiser_that_never_answers_is_timed_out() {
     let b = start(quiet("silent-b", vec![addr(&a).to_string()])).await;
     assert!(wait_for(&b, T, |p| active(p) == 1).await);
     let asked = tokio::time::Instant::now();
-    b.broadcast(msg_type::TRX, t.clone()).await.unwrap();
+    accepted(b.broadcast(msg_type::TRX, t.clone()).await);
     assert!(wait_until(T, || has(&a, id)).await, "a got it from b");
     let took = asked.elapsed();
     assert!(
@@ -243,18 +240,18 @@ async fn a_block_before_its_parent_is_held_then_accepted() {
     let b = start(quiet("held-b", vec![addr(&a).to_string()])).await;
     assert!(wait_for(&b, T, |p| active(p) == 1).await);
     let blocks = make_test_chain(Ripemd160::default(), 3, 1_600_000_000);
-    a.broadcast(msg_type::BLOCK, blocks[0].clone())
-        .await
-        .unwrap();
+    accepted(a.broadcast(msg_type::BLOCK, blocks[0].clone()).await);
     assert!(wait_until(T, || async { head(&b).await == 1 }).await);
     // Block 3 reaches b before block 2.
-    b.broadcast(msg_type::BLOCK, blocks[2].clone())
-        .await
-        .unwrap();
+    let held = b.broadcast(msg_type::BLOCK, blocks[2].clone()).await;
+    assert_eq!(
+        held.unwrap().outcome,
+        grapevine::node::BroadcastOutcome::Held {
+            missing_parent: grapevine::wire::message::block_id_of(&blocks[1]).unwrap()
+        }
+    );
     assert_eq!(head(&b).await, 1, "held, not applied");
-    a.broadcast(msg_type::BLOCK, blocks[1].clone())
-        .await
-        .unwrap();
+    accepted(a.broadcast(msg_type::BLOCK, blocks[1].clone()).await);
     assert!(
         wait_until(T, || async { head(&b).await == 3 }).await,
         "applied once the parent came"

@@ -17,6 +17,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::app::DelegateError;
+use crate::node::BroadcastOutcome;
 use crate::runtime::Control;
 use crate::wire::types::Endpoint;
 
@@ -260,6 +262,19 @@ struct BroadcastRequest {
     data: String,
 }
 
+/// The HTTP status of a broadcast's outcome: 200 accepted, 202 held (its parent is unknown),
+/// 409 duplicate, 422 rejected by the application, 400 not an item, 500 a local failure.
+pub fn broadcast_status(outcome: &BroadcastOutcome) -> StatusCode {
+    match outcome {
+        BroadcastOutcome::Accepted => StatusCode::OK,
+        BroadcastOutcome::Held { .. } => StatusCode::ACCEPTED,
+        BroadcastOutcome::Duplicate => StatusCode::CONFLICT,
+        BroadcastOutcome::Rejected(DelegateError::Local(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        BroadcastOutcome::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        BroadcastOutcome::NotAnItem(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
 async fn broadcast(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response {
     let bad = |e: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response();
     let request: BroadcastRequest = match serde_json::from_slice(&body) {
@@ -285,12 +300,7 @@ async fn broadcast(State(ctl): State<Ctl>, body: axum::body::Bytes) -> Response 
     })
     .await
     {
-        Ok(Ok(id)) => Json(json!({ "id": id.to_string() })).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": e })),
-        )
-            .into_response(),
+        Ok(answer) => (broadcast_status(&answer.outcome), Json(answer)).into_response(),
         Err(r) => r,
     }
 }

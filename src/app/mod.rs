@@ -46,7 +46,8 @@ pub enum BlockOutcome {
     /// first, then any held descendants that now link.
     Accepted { linked: Vec<BlockId> },
     /// Valid but its parent is unknown: held until the parent arrives. Never the peer's fault.
-    Held,
+    /// `missing_parent` is the id of the block it waits for (its header's `previous`).
+    Held { missing_parent: BlockId },
     /// Already known.
     Duplicate,
 }

@@ -327,7 +327,9 @@ impl Delegate for RelayStore {
                             .is_some();
                     if !links {
                         to_hold.push((previous, data.clone()));
-                        return Ok(BlockOutcome::Held);
+                        return Ok(BlockOutcome::Held {
+                            missing_parent: previous,
+                        });
                     }
                     // Apply it, then any held descendants that now link, breadth first.
                     let mut linked = Vec::new();
@@ -596,10 +598,13 @@ mod tests {
                 linked: vec![block_id_of(&blocks[0]).unwrap()]
             })]
         );
-        assert_eq!(
-            s.handle_blocks(&blocks[2..3], false),
-            vec![Ok(BlockOutcome::Held)]
-        );
+        let held = vec![Ok(BlockOutcome::Held {
+            missing_parent: block_id_of(&blocks[1]).unwrap(),
+        })];
+        assert_eq!(s.handle_blocks(&blocks[2..3], false), held);
+        assert_eq!(s.held_blocks(), 1);
+        // Handed over again, it is still held (once), waiting for the same parent.
+        assert_eq!(s.handle_blocks(&blocks[2..3], false), held);
         assert_eq!(s.held_blocks(), 1);
         let r = s.handle_blocks(&blocks[1..2], false);
         let Ok(BlockOutcome::Accepted { linked }) = &r[0] else {

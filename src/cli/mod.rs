@@ -102,7 +102,9 @@ pub enum Command {
         #[arg(long, value_name = "IP:PORT", default_value = status::DEFAULT_RPC_ENDPOINT)]
         rpc_endpoint: SocketAddr,
     },
-    /// Hand a transaction (1000) or block (1001) to a running node, which relays it.
+    /// Hand a transaction (1000) or block (1001) to a running node, which relays it. Prints the
+    /// node's answer (JSON: id, outcome, missing_parent, error); exits 0 only when the item was
+    /// accepted, 1 when it was held, a duplicate, rejected or failed.
     Broadcast {
         /// 1000 for a transaction, 1001 for a block.
         #[arg(long = "type", value_name = "N")]
@@ -124,7 +126,7 @@ pub enum Command {
 }
 
 /// Runs a parsed command line. The caller prints a failure as one line and exits with its
-/// [`Failure::exit_code`].
+/// [`Failure::exit_code`]; `broadcast` itself exits 1 when the node did not accept the item.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Run(args) => run::run(*args),
@@ -152,10 +154,27 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             hex,
             rpc_endpoint,
         } => {
+            if msg_type != 1000 && msg_type != 1001 {
+                return Err(Failure::Usage(format!(
+                    "--type must be 1000 or 1001, not {msg_type}"
+                )));
+            }
             let data = codec::parse_hex(&codec::arg_or_stdin(hex)?)?;
             let body = serde_json::json!({ "type": msg_type, "data": hex::encode(data) });
-            let answer = status::post_json(rpc_endpoint, "/broadcast", &body)?;
-            println!("{}", answer["id"].as_str().unwrap_or_default());
+            let (code, answer) = status::post_json_any_status(rpc_endpoint, "/broadcast", &body)
+                .map_err(Failure::runtime)?;
+            let Some(outcome) = answer["outcome"].as_str() else {
+                let detail = answer["error"].as_str().unwrap_or_default();
+                return Err(Failure::Runtime(format!(
+                    "status API answered {code} for /broadcast: {detail}"
+                )));
+            };
+            println!("{answer}");
+            if outcome != "accepted" {
+                // The node did not take the item: a runtime outcome, exit 1.
+                let why = answer["error"].as_str().unwrap_or_default();
+                return Err(Failure::Runtime(format!("{outcome}: {why}")));
+            }
             Ok(())
         }
         Command::Inspect { hex, msg_type } => {

@@ -30,12 +30,52 @@ pub fn delete_json(endpoint: SocketAddr, path: &str) -> Result<Value, CliError> 
     request(endpoint, "DELETE", path, None)
 }
 
+/// POSTs a JSON body to `path` and answers the HTTP status and the JSON answer, whatever the
+/// status (for answers that carry their outcome in both, like `POST /broadcast`'s).
+pub fn post_json_any_status(
+    endpoint: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> Result<(u16, Value), CliError> {
+    let (status, body) = exchange(endpoint, "POST", path, Some(body))?;
+    let code = status
+        .parse()
+        .map_err(|_| CliError(format!("malformed HTTP status {status:?}")))?;
+    let answer = serde_json::from_str(&body).map_err(|e| {
+        CliError(format!(
+            "status API answered {status} for {path} without JSON ({e}): {}",
+            body.trim()
+        ))
+    })?;
+    Ok((code, answer))
+}
+
 fn request(
     endpoint: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, CliError> {
+    let (status, body) = exchange(endpoint, method, path, body)?;
+    if status != "200" && status != "202" {
+        let detail = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(CliError(format!(
+            "status API answered {status} for {path}: {detail}"
+        )));
+    }
+    serde_json::from_str(&body).map_err(|e| CliError(format!("status API sent bad JSON: {e}")))
+}
+
+/// One HTTP exchange: the status code (as text) and the body.
+fn exchange(
+    endpoint: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(String, String), CliError> {
     let mut s = TcpStream::connect_timeout(&endpoint, TIMEOUT)
         .map_err(|e| CliError(format!("cannot reach the status API at {endpoint}: {e}")))?;
     s.set_read_timeout(Some(TIMEOUT))?;
@@ -52,16 +92,7 @@ fn request(
         .split_once("\r\n\r\n")
         .ok_or_else(|| CliError("malformed HTTP answer".into()))?;
     let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" && status != "202" {
-        let detail = serde_json::from_str::<Value>(body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        return Err(CliError(format!(
-            "status API answered {status} for {path}: {detail}"
-        )));
-    }
-    serde_json::from_str(body).map_err(|e| CliError(format!("status API sent bad JSON: {e}")))
+    Ok((status.to_string(), body.to_string()))
 }
 
 fn cell(v: &Value) -> String {

@@ -375,7 +375,7 @@ impl Node {
             }
         } else {
             match self.apply_live_block(data, now) {
-                Some(Ok(BlockOutcome::Held)) => {
+                Some(Ok(BlockOutcome::Held { .. })) => {
                     // We are behind this peer: sync with it (the reference restarts sync on
                     // an unlinkable block) and never blame it.
                     self.start_sync(peer, now);
@@ -484,42 +484,43 @@ impl Node {
         }
     }
 
-    /// An operator broadcast: the application takes the item, then peers hear of it. Returns
-    /// the item hash (ripemd160 of the data).
-    pub fn broadcast(
-        &mut self,
-        item_type: u32,
-        data: Vec<u8>,
-        now: TimePoint,
-    ) -> Result<ItemHash, String> {
-        let hash = message_hash(&data);
+    /// An operator broadcast: the application takes the item, then peers hear of it. Answers
+    /// the item hash (ripemd160 of the data) and what became of the item: a block whose parent
+    /// is unknown is only held (and says which parent it waits for), never reported accepted.
+    pub fn broadcast(&mut self, item_type: u32, data: Vec<u8>, now: TimePoint) -> super::Broadcast {
+        use super::BroadcastOutcome as Outcome;
+        let id = message_hash(&data);
         let item = ItemId {
             item_type,
-            item_hash: hash,
+            item_hash: id,
         };
-        match item_type {
-            msg_type::TRX => {
-                if !self.delegate.has_item(&item) {
-                    self.delegate
-                        .handle_transaction(&data, now)
-                        .map_err(|e| e.to_string())?;
-                }
+        let outcome = match item_type {
+            msg_type::TRX if self.delegate.has_item(&item) => {
+                // Told again to peers that have not heard of it from us.
                 self.announce(item);
+                Outcome::Duplicate
             }
-            msg_type::BLOCK => {
-                // A held block is no error here: it joins the chain when its parent arrives.
-                if let Some(Err(e)) = self.apply_live_block(data, now) {
-                    return Err(e.to_string());
+            msg_type::TRX => match self.delegate.handle_transaction(&data, now) {
+                Ok(()) => {
+                    self.announce(item);
+                    Outcome::Accepted
                 }
-            }
-            other => {
-                return Err(format!(
-                    "message type {other} is not an item (1000 or 1001)"
-                ));
-            }
-        }
+                Err(e) => Outcome::Rejected(e),
+            },
+            msg_type::BLOCK => match self.apply_live_block(data, now) {
+                // Announced and counted by apply_live_block.
+                Some(Ok(BlockOutcome::Accepted { .. })) => Outcome::Accepted,
+                Some(Ok(BlockOutcome::Held { missing_parent })) => Outcome::Held { missing_parent },
+                Some(Ok(BlockOutcome::Duplicate)) => Outcome::Duplicate,
+                Some(Err(e)) => Outcome::Rejected(e),
+                None => Outcome::Rejected(DelegateError::Local(
+                    "the application gave no answer for the block".into(),
+                )),
+            },
+            other => Outcome::NotAnItem(other),
+        };
         self.advertise_inventory(now);
-        Ok(hash)
+        super::Broadcast { id, outcome }
     }
 
     /// The timed tables' housekeeping: forgets advertisements older than the inventory

@@ -18,6 +18,7 @@
 
 pub mod bandwidth;
 pub mod bans;
+mod broadcast;
 pub mod config;
 mod fetch;
 mod firewall;
@@ -43,6 +44,7 @@ use crate::wire::types::{
 
 use bandwidth::BandwidthMonitor;
 use bans::{Ban, BanTable, Violation};
+pub use broadcast::{Broadcast, BroadcastOutcome};
 use config::*;
 pub use config::{AdvertiseAlgorithm, NodeConfig};
 pub use sync::SyncProgress;
@@ -534,7 +536,7 @@ impl Node {
         r.last_connection_disposition = Disposition::LastConnectionFailed;
         r.number_of_failed_connection_attempts =
             r.number_of_failed_connection_attempts.saturating_add(1);
-        r.last_error = Some(error.to_string());
+        r.set_error(error, now);
         self.peers.remove(&peer);
         self.trigger_connect_loop(now);
     }
@@ -592,7 +594,7 @@ impl Node {
                 let r = self.db.entry(ep);
                 r.number_of_failed_connection_attempts =
                     r.number_of_failed_connection_attempts.saturating_add(1);
-                r.last_error = Some(error.to_string());
+                r.set_error(error, now);
             }
         }
         let violation = if exchanged {
@@ -693,7 +695,7 @@ impl Node {
                 self.db.update(&ep, |r| r.last_seen_time = now);
             }
             if let Some(err) = &p.close_error {
-                self.db.update(&ep, |r| r.last_error = Some(err.clone()));
+                self.db.update(&ep, |r| r.set_error(err, now));
             }
         }
         // Its few requests (see MAX_ITEMS_PER_PEER_PER_PASS) go to others; its view of the
@@ -776,7 +778,7 @@ impl Node {
         if let Some(ep) = p.remote_inbound_endpoint.filter(|e| e.port != 0) {
             self.db.update(&ep, |r| {
                 r.last_seen_time = now;
-                r.last_error = Some(reason.to_string());
+                r.set_error(reason, now);
             });
         }
         info!(%endpoint, reason, "disconnecting");

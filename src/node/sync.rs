@@ -400,7 +400,7 @@ impl Node {
             for (outcome, sender) in outcomes.into_iter().zip(senders) {
                 match outcome {
                     Ok(BlockOutcome::Accepted { linked }) => applied += linked.len(),
-                    Ok(BlockOutcome::Duplicate | BlockOutcome::Held) => {}
+                    Ok(BlockOutcome::Duplicate | BlockOutcome::Held { .. }) => {}
                     Err(e) if e.blames_peer() => {
                         warn!(error = %e, "invalid sync block");
                         self.misbehaved(sender, super::bans::Violation::InvalidBlock, now);

@@ -5,6 +5,20 @@ use super::sim::{SimNet, listen_endpoint, test_node_id};
 use super::*;
 use crate::wire::message::msg_type;
 
+/// An operator broadcast that must have been accepted (held, duplicate and rejected items
+/// fail the test); answers the item's id.
+trait AssertAccepted {
+    fn accepted(self) -> crate::wire::types::ItemHash;
+}
+
+impl AssertAccepted for Broadcast {
+    #[track_caller]
+    fn accepted(self) -> crate::wire::types::ItemHash {
+        assert_eq!(self.outcome, BroadcastOutcome::Accepted, "{:?}", self.id);
+        self.id
+    }
+}
+
 fn cfg() -> NodeConfig {
     NodeConfig {
         chain_id: "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0"
@@ -454,7 +468,7 @@ fn request_timeouts_follow_the_same_rate_rule() {
     for (k, j) in [(1, slow), (2, trickler)] {
         let t = trx(100 + k);
         let now = net.now;
-        net.nodes[j].broadcast(msg_type::TRX, t, now).unwrap();
+        net.nodes[j].broadcast(msg_type::TRX, t, now).accepted();
         // Its inventory reaches a; a's request never reaches it.
         net.frozen.push(j);
         net.pump();
@@ -486,7 +500,7 @@ fn request_timeouts_follow_the_same_rate_rule() {
     let now = net2.now;
     net2.nodes[t2]
         .broadcast(msg_type::TRX, trx(9), now)
-        .unwrap();
+        .accepted();
     net2.frozen.push(t2);
     net2.pump();
     let peer = net2.nodes[a2].peers().next().unwrap().id;
@@ -782,7 +796,7 @@ fn after_sync_the_peer_learns_we_are_in_sync_and_gossips_new_blocks() {
     for blk in &blocks[..50] {
         net.nodes[a]
             .broadcast(msg_type::BLOCK, blk.clone(), now)
-            .unwrap();
+            .accepted();
     }
     let late = net.add_node(c, test_node_id(2));
     net.nodes[late].add_node(listen_endpoint(a), now);
@@ -793,7 +807,7 @@ fn after_sync_the_peer_learns_we_are_in_sync_and_gossips_new_blocks() {
         let now = net.now;
         net.nodes[a]
             .broadcast(msg_type::BLOCK, blk.clone(), now)
-            .unwrap();
+            .accepted();
         net.pump();
     }
     net.advance(SECOND_US);
@@ -924,7 +938,7 @@ fn a_transaction_crosses_a_line_of_three() {
     let now = net.now;
     net.nodes[0]
         .broadcast(msg_type::TRX, t.clone(), now)
-        .unwrap();
+        .accepted();
     net.pump();
     net.advance(SECOND_US);
     assert!(has(&net, 2, msg_type::TRX, &t));
@@ -959,7 +973,7 @@ fn every_node_of_a_random_graph_gets_each_body_exactly_once() {
         let now = net.now;
         net.nodes[i % n]
             .broadcast(msg_type::TRX, t.clone(), now)
-            .unwrap();
+            .accepted();
         net.pump();
     }
     net.advance(5 * SECOND_US);
@@ -996,7 +1010,7 @@ fn a_late_node_syncs_from_two_peers_in_parallel_then_serves_a_fourth() {
         for blk in &blocks {
             net.nodes[i]
                 .broadcast(msg_type::BLOCK, blk.clone(), now)
-                .unwrap();
+                .accepted();
         }
         assert_eq!(net.nodes[i].delegate().head().number, 2000);
     }
@@ -1040,13 +1054,13 @@ fn an_advertiser_that_never_answers_is_timed_out() {
     let now = net.now;
     net.nodes[silent]
         .broadcast(msg_type::TRX, t.clone(), now)
-        .unwrap();
+        .accepted();
     net.mute.push(silent);
     net.pump();
     let now = net.now;
     net.nodes[honest]
         .broadcast(msg_type::TRX, t.clone(), now)
-        .unwrap();
+        .accepted();
     net.pump();
     assert_eq!(net.sent(a, silent, msg_type::FETCH_ITEMS).len(), 1);
     assert!(!has(&net, a, msg_type::TRX, &t));
@@ -1068,18 +1082,23 @@ fn a_block_before_its_parent_is_held_then_accepted() {
     let now = net.now;
     net.nodes[0]
         .broadcast(msg_type::BLOCK, blocks[0].clone(), now)
-        .unwrap();
+        .accepted();
     net.pump();
     net.advance(SECOND_US);
     assert_eq!(net.nodes[1].delegate().head().number, 1);
     // Block 3 before block 2: held, nobody disconnected.
     let now = net.now;
-    net.nodes[0]
-        .broadcast(msg_type::BLOCK, blocks[2].clone(), now)
-        .unwrap();
+    assert_eq!(
+        net.nodes[0]
+            .broadcast(msg_type::BLOCK, blocks[2].clone(), now)
+            .outcome,
+        crate::node::BroadcastOutcome::Held {
+            missing_parent: crate::wire::message::block_id_of(&blocks[1]).unwrap()
+        }
+    );
     net.nodes[0]
         .broadcast(msg_type::BLOCK, blocks[1].clone(), now)
-        .unwrap();
+        .accepted();
     net.pump();
     net.advance(SECOND_US);
     assert_eq!(net.nodes[0].delegate().head().number, 3);
@@ -1399,7 +1418,7 @@ fn an_item_first_offered_by_a_busy_peer_is_fetched_from_an_idle_one_at_once() {
     // Node 2 has it and advertises it: node 1 asks node 2 at once, no timer needed.
     net.nodes[2]
         .broadcast(msg_type::TRX, t.clone(), now)
-        .unwrap();
+        .accepted();
     net.pump();
     assert_eq!(net.sent(1, 2, msg_type::FETCH_ITEMS).len(), 1);
     assert!(has(&net, 1, msg_type::TRX, &t));

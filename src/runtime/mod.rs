@@ -96,11 +96,12 @@ pub enum Control {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     PotentialPeers(oneshot::Sender<Vec<PeerRecord>>),
     Connect(Endpoint),
-    /// Hand an item (1000 trx or 1001 block message data) to the node; answers its hash.
+    /// Hand an item (1000 trx or 1001 block message data) to the node; answers its hash and
+    /// what became of it.
     Broadcast {
         msg_type: u32,
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<crate::wire::types::ItemHash, String>>,
+        reply: oneshot::Sender<crate::node::Broadcast>,
     },
     /// An item by inventory hash or block id: its type and data.
     GetItem {
@@ -186,12 +187,13 @@ impl NodeHandle {
         rx.await.ok()
     }
 
-    /// Hands an item to the node as if it came from the operator; answers its hash.
+    /// Hands an item to the node as if it came from the operator; answers its hash and what
+    /// became of it (an error only when the node has stopped).
     pub async fn broadcast(
         &self,
         msg_type: u32,
         data: Vec<u8>,
-    ) -> Result<crate::wire::types::ItemHash, String> {
+    ) -> Result<crate::node::Broadcast, String> {
         let (reply, rx) = oneshot::channel();
         self.control(Control::Broadcast {
             msg_type,
@@ -199,7 +201,7 @@ impl NodeHandle {
             reply,
         })
         .await;
-        rx.await.map_err(|_| "node stopped".to_string())?
+        rx.await.map_err(|_| "node stopped".to_string())
     }
 
     /// An item by inventory hash or block id.

@@ -7,6 +7,7 @@
 //! paths and the node starts without it, so nothing it held is ever overwritten.
 
 pub mod bans;
+pub mod fc_json;
 pub mod peer_db;
 
 use std::fs::{self, File};

@@ -4,12 +4,32 @@
 //! Pure data: the node core updates it as connections come and go; the runtime saves it with
 //! [`save`] and reads it back with [`load`]. It is bounded by [`MAX_PEER_RECORDS`] at all times
 //! (the reference only prunes when it loads the file) and prunes stale and dead entries.
+//!
+//! # The file is bitshares-core's
+//! `p2p/peers.json` has the shape bitshares-core's peer_database reads and writes, so a data
+//! directory moves between the two in both directions: a JSON array of potential_peer_record
+//! objects with the keys `endpoint` ("ip:port"), `last_seen_time` and
+//! `last_connection_attempt_time` (time_point_sec, "YYYY-MM-DDTHH:MM:SS" UTC),
+//! `last_connection_disposition` (the enum's name, e.g. "last_connection_failed"; a number is
+//! read too), `number_of_successful_connection_attempts`, `number_of_failed_connection_attempts`
+//! and `last_error`: an fc exception object ([`FcException`]), left out when there is none.
+//! Reading follows fc's from_variant: unknown keys are ignored, a missing key keeps its default
+//! (only `endpoint` is required here), a duplicate endpoint keeps the first record, and stray
+//! commas are skipped as fc's parser skips them (see [`super::fc_json`]).
+//!
+//! Grapevine adds one key, `"seed": true`, on seed records only; fc ignores keys it does not
+//! know, so bitshares-core reads the file and drops the mark when it next writes it. Files of
+//! earlier grapevine versions (`last_error` a string) are read too.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+use tracing::info;
 
+use super::fc_json::{self, FcException};
 use crate::wire::types::{Endpoint, TimePoint};
 
 /// Most records kept (the reference's MAXIMUM_PEERDB_SIZE).
@@ -21,8 +41,9 @@ pub const DEAD_RECORD_FAILURES: u32 = 20;
 /// File name of the database inside the p2p data directory.
 pub const PEER_DB_FILE: &str = "peers.json";
 
-/// How the last connection attempt to an endpoint ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How the last connection attempt to an endpoint ended (the reference's
+/// potential_peer_last_connection_disposition; JSON names and numbers are the reference's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
     #[default]
@@ -34,6 +55,50 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// In the reference's enum order: the value is the index.
+    const ALL: [(Disposition, &'static str); 5] = [
+        (
+            Disposition::NeverAttemptedToConnect,
+            "never_attempted_to_connect",
+        ),
+        (Disposition::LastConnectionFailed, "last_connection_failed"),
+        (
+            Disposition::LastConnectionRejected,
+            "last_connection_rejected",
+        ),
+        (
+            Disposition::LastConnectionHandshakingFailed,
+            "last_connection_handshaking_failed",
+        ),
+        (
+            Disposition::LastConnectionSucceeded,
+            "last_connection_succeeded",
+        ),
+    ];
+
+    /// The name fc writes for it.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(d, _)| *d == self)
+            .map_or("never_attempted_to_connect", |(_, n)| n)
+    }
+
+    /// As fc reads a reflected enum: its name, or its number (as a number or a numeric string).
+    fn from_variant(v: &Value) -> Result<Self, String> {
+        if let Value::String(s) = v
+            && let Some((d, _)) = Self::ALL.iter().find(|(_, n)| n == s)
+        {
+            return Ok(*d);
+        }
+        fc_json::as_i64(v)
+            .ok()
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| Self::ALL.get(i))
+            .map(|(d, _)| *d)
+            .ok_or_else(|| format!("{v} is not a last_connection_disposition"))
+    }
+
     /// Whether a retry must wait for the back-off (the reference's "not ok" dispositions).
     pub fn needs_backoff(self) -> bool {
         matches!(
@@ -45,21 +110,32 @@ impl Disposition {
     }
 }
 
-/// What the node knows about one endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the node knows about one endpoint. Its serde form is the status API's
+/// (`GET /potential-peers`: `last_error` as one line of text); the file's form is
+/// [`PeerRecord::to_variant`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PeerRecord {
     pub endpoint: Endpoint,
-    /// Microseconds since the epoch; 0 for never.
+    /// Microseconds since the epoch; 0 for never. Saved to the second.
     pub last_seen_time: TimePoint,
     pub last_connection_disposition: Disposition,
     pub last_connection_attempt_time: TimePoint,
     pub number_of_successful_connection_attempts: u32,
     pub number_of_failed_connection_attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "error_as_text"
+    )]
+    pub last_error: Option<FcException>,
     /// Seeds are never pruned and are retried whatever their history.
-    #[serde(default)]
     pub seed: bool,
+}
+
+fn error_as_text<S: Serializer>(e: &Option<FcException>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.collect_str(e),
+        None => s.serialize_none(),
+    }
 }
 
 impl PeerRecord {
@@ -89,6 +165,91 @@ impl PeerRecord {
             .saturating_add(factor.saturating_mul(retry_us))
     }
 
+    /// Records an error of our own, made at `now`.
+    pub fn set_error(&mut self, text: &str, now: TimePoint) {
+        self.last_error = Some(FcException::from_text(text, now));
+    }
+
+    /// The record as bitshares-core's potential_peer_record variant: its keys in the
+    /// reference's order, `last_error` only when there is one, and `seed` only on seeds.
+    pub fn to_variant(&self) -> Value {
+        let mut o = Map::new();
+        o.insert("endpoint".into(), self.endpoint.to_string().into());
+        o.insert(
+            "last_seen_time".into(),
+            fc_json::time_sec_variant(self.last_seen_time),
+        );
+        o.insert(
+            "last_connection_disposition".into(),
+            self.last_connection_disposition.name().into(),
+        );
+        o.insert(
+            "last_connection_attempt_time".into(),
+            fc_json::time_sec_variant(self.last_connection_attempt_time),
+        );
+        o.insert(
+            "number_of_successful_connection_attempts".into(),
+            self.number_of_successful_connection_attempts.into(),
+        );
+        o.insert(
+            "number_of_failed_connection_attempts".into(),
+            self.number_of_failed_connection_attempts.into(),
+        );
+        if let Some(e) = &self.last_error {
+            o.insert("last_error".into(), e.to_variant());
+        }
+        if self.seed {
+            o.insert("seed".into(), true.into());
+        }
+        Value::Object(o)
+    }
+
+    /// Reads a record as fc's from_variant does (see the module docs). `last_error` may also be
+    /// a string, as earlier grapevine versions wrote it.
+    pub fn from_variant(v: &Value) -> Result<Self, String> {
+        let o = v
+            .as_object()
+            .ok_or_else(|| format!("a peer record must be an object, not {v}"))?;
+        let endpoint_text = o
+            .get("endpoint")
+            .ok_or("a peer record has no \"endpoint\"")
+            .and_then(|e| {
+                e.as_str()
+                    .ok_or("a peer record's endpoint must be a string")
+            })?;
+        let mut r = PeerRecord::new(endpoint_text.parse()?);
+        let field = |key: &str, e: String| format!("{endpoint_text}: {key}: {e}");
+        if let Some(t) = o.get("last_seen_time") {
+            r.last_seen_time =
+                fc_json::parse_time_sec(t).map_err(|e| field("last_seen_time", e))?;
+        }
+        if let Some(d) = o.get("last_connection_disposition") {
+            r.last_connection_disposition = Disposition::from_variant(d)
+                .map_err(|e| field("last_connection_disposition", e))?;
+        }
+        if let Some(t) = o.get("last_connection_attempt_time") {
+            r.last_connection_attempt_time =
+                fc_json::parse_time_sec(t).map_err(|e| field("last_connection_attempt_time", e))?;
+        }
+        if let Some(n) = o.get("number_of_successful_connection_attempts") {
+            r.number_of_successful_connection_attempts = fc_json::as_u32(n)
+                .map_err(|e| field("number_of_successful_connection_attempts", e))?;
+        }
+        if let Some(n) = o.get("number_of_failed_connection_attempts") {
+            r.number_of_failed_connection_attempts =
+                fc_json::as_u32(n).map_err(|e| field("number_of_failed_connection_attempts", e))?;
+        }
+        r.last_error = match o.get("last_error") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => {
+                Some(FcException::from_text(text, r.last_connection_attempt_time))
+            }
+            Some(e) => Some(FcException::from_variant(e).map_err(|e| field("last_error", e))?),
+        };
+        r.seed = o.get("seed").and_then(Value::as_bool).unwrap_or(false);
+        Ok(r)
+    }
+
     fn is_dead(&self) -> bool {
         !self.seed
             && self.number_of_successful_connection_attempts == 0
@@ -113,7 +274,10 @@ impl PeerDatabase {
     pub fn from_records(records: Vec<PeerRecord>, now: TimePoint) -> Self {
         let mut db = Self::new();
         for r in records {
-            db.records.insert(r.endpoint, r);
+            // The reference's set is unique by endpoint: the first record wins.
+            if let Entry::Vacant(slot) = db.records.entry(r.endpoint) {
+                slot.insert(r);
+            }
         }
         db.prune(now);
         db.dirty = false;
@@ -232,15 +396,35 @@ impl PeerDatabase {
     }
 }
 
-/// Saves records as JSON, atomically.
-pub fn save(path: &Path, records: &[PeerRecord]) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(records).map_err(std::io::Error::other)?;
-    super::write_atomically(path, &bytes)
+/// The file's bytes for `records`: a pretty-printed JSON array in bitshares-core's shape, as
+/// fc's save_to_file writes it (see the module docs).
+pub fn to_file_bytes(records: &[PeerRecord]) -> std::io::Result<Vec<u8>> {
+    let doc = Value::Array(records.iter().map(PeerRecord::to_variant).collect());
+    let mut bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
-/// Parses a saved database.
+/// Saves records, atomically, in bitshares-core's shape.
+pub fn save(path: &Path, records: &[PeerRecord]) -> std::io::Result<()> {
+    super::write_atomically(path, &to_file_bytes(records)?)
+}
+
+/// Parses a saved database, written by grapevine or by bitshares-core (see the module docs).
 pub fn parse(bytes: &[u8]) -> Result<Vec<PeerRecord>, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    let (doc, relaxed) = fc_json::parse_lenient(bytes)?;
+    let Value::Array(items) = doc else {
+        return Err("the peer database must be a JSON array of records".into());
+    };
+    let records = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| PeerRecord::from_variant(v).map_err(|e| format!("record {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if relaxed {
+        info!("peer database has stray commas; read it as bitshares-core does");
+    }
+    Ok(records)
 }
 
 /// Loads saved records at start: a missing file is an empty database; an unreadable one is
@@ -253,7 +437,7 @@ pub fn load_or_move_aside(path: &Path, now: TimePoint) -> std::io::Result<Vec<Pe
 /// Loads saved records. A missing file is an empty database; an unreadable one is an error.
 pub fn load(path: &Path) -> std::io::Result<Vec<PeerRecord>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Ok(bytes) => parse(&bytes).map_err(std::io::Error::other),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -315,7 +499,7 @@ mod tests {
         let path = dir.join(PEER_DB_FILE);
         let mut db = PeerDatabase::new();
         db.saw(ep(7), TimePoint(5_000_000));
-        db.entry(ep(7)).last_error = Some("refused".into());
+        db.entry(ep(7)).set_error("refused", TimePoint(5_000_000));
         save(&path, &db.snapshot()).unwrap();
         let back = load(&path).unwrap();
         assert_eq!(back, db.snapshot());

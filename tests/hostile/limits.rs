@@ -124,7 +124,7 @@ async fn fetch_items_from_a_peer_that_never_reads() {
     let mut trx = vector_trx();
     trx[6..10].copy_from_slice(&4_000_000_000u32.to_le_bytes());
     trx.resize(16 * 1024, 0);
-    let hash = node.broadcast(msg_type::TRX, trx).await.unwrap();
+    let hash = accepted(node.broadcast(msg_type::TRX, trx).await);
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();

@@ -237,6 +237,22 @@ impl RawPeer {
     }
 }
 
+/// The id of an item the node must have accepted from the operator (held, duplicate and
+/// rejected items fail the test).
+#[track_caller]
+pub fn accepted(
+    answer: Result<grapevine::node::Broadcast, String>,
+) -> grapevine::wire::types::ItemHash {
+    let b = answer.expect("the node is running");
+    assert_eq!(
+        b.outcome,
+        grapevine::node::BroadcastOutcome::Accepted,
+        "{}",
+        b.id
+    );
+    b.id
+}
+
 pub fn random_node_id() -> NodeId {
     let mut id = [0u8; 33];
     getrandom::fill(&mut id).unwrap();
