@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Serve the status API (HTTP) here, e.g. 127.0.0.1:8090.
     #[arg(long, value_name = "IP:PORT")]
     pub rpc_endpoint: Option<SocketAddr>,
+    /// Let clients on other hosts POST and DELETE on the status API [default: false, loopback
+    /// clients only].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rpc_allow_remote: Option<bool>,
     /// How long an address that misbehaved past the threshold stays banned; 0 disables bans
     /// [default: 86400].
     #[arg(long, value_name = "SECONDS")]
@@ -173,6 +177,10 @@ impl RunArgs {
                 "rpc-endpoint" => {
                     let a = addr()?;
                     self.rpc_endpoint.get_or_insert(a);
+                }
+                "rpc-allow-remote" => {
+                    let x = b()?;
+                    self.rpc_allow_remote.get_or_insert(x);
                 }
                 "ban-seconds" => {
                     let x = n()? as u64;
@@ -336,7 +344,10 @@ pub fn run(mut args: RunArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError(e.to_string()))?;
         if let Some(addr) = args.rpc_endpoint {
-            let bound = crate::api::serve(addr, handle.controller())
+            let options = crate::api::ApiOptions {
+                allow_remote: args.rpc_allow_remote.unwrap_or(false),
+            };
+            let bound = crate::api::serve_with(addr, handle.controller(), options)
                 .await
                 .map_err(|e| CliError(format!("cannot serve the status API on {addr}: {e}")))?;
             info!(endpoint = %bound, "status API listening");
