@@ -1,28 +1,58 @@
-//! The status API: HTTP + JSON on `--rpc-endpoint`, plus Prometheus metrics.
+//! The status API: HTTP + JSON on `--rpc-endpoint`, plus Prometheus metrics and a live page.
 //!
 //! Field names here are a contract with scripts outside the repository: `/info`, `/peers`,
 //! `/potential-peers`, `POST /connect`, `POST /broadcast`, `GET /items/{hash}`, `GET /bans`,
-//! `DELETE /bans/{ip}` and `/metrics`. The server only relays requests to the node task and
-//! formats its answers.
+//! `DELETE /bans/{ip}`, `/metrics` and `/history`. `GET /` is the status page ([`page`]). The
+//! server relays requests to the node task and formats its answers; its one task of its own
+//! samples the node once a second for the page's charts ([`history`]). Requests that change
+//! the node answer loopback clients only unless allowed ([`guard`]).
+
+pub mod guard;
+pub mod history;
+pub mod page;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRef, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 use crate::app::DelegateError;
 use crate::node::BroadcastOutcome;
 use crate::runtime::Control;
 use crate::wire::types::Endpoint;
+use history::{HISTORY_INTERVAL, HISTORY_SAMPLES, SharedHistory};
 
 type Ctl = mpsc::Sender<Control>;
+
+/// How the API is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// Let clients on other hosts POST and DELETE (`--rpc-allow-remote`); by default only
+    /// loopback clients may change the node.
+    pub allow_remote: bool,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct ApiState {
+    ctl: Ctl,
+    history: SharedHistory,
+}
+
+impl FromRef<ApiState> for Ctl {
+    fn from_ref(state: &ApiState) -> Ctl {
+        state.ctl.clone()
+    }
+}
 
 async fn ask<T>(
     ctl: &Ctl,
@@ -145,6 +175,18 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<Response, Response> {
         &[(String::new(), received.to_string())],
     );
     let b = info.bandwidth;
+    gauge(
+        "grapevine_bytes_sent_total",
+        "Bytes written to peers since start.",
+        "counter",
+        &[(String::new(), b.total_bytes_sent.to_string())],
+    );
+    gauge(
+        "grapevine_bytes_received_total",
+        "Bytes read from peers since start.",
+        "counter",
+        &[(String::new(), b.total_bytes_received.to_string())],
+    );
     gauge(
         "grapevine_bandwidth_bytes_per_second",
         "Average transfer rates.",
@@ -329,31 +371,107 @@ async fn item(
     }
 }
 
-/// The API's routes over a node's control channel.
+/// `GET /history[?after=SEQ]`: the charts' samples, oldest first (those numbered above SEQ
+/// when given).
+async fn history_samples(State(history): State<SharedHistory>, uri: Uri) -> Response {
+    let after = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("after="))
+        .map(str::parse::<u64>);
+    let after = match after {
+        None => None,
+        Some(Ok(seq)) => Some(seq),
+        Some(Err(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "after must be a sample number" })),
+            )
+                .into_response();
+        }
+    };
+    let samples = match history.lock() {
+        Ok(h) => h.after(after),
+        Err(_) => Vec::new(),
+    };
+    Json(json!({
+        "interval_ms": HISTORY_INTERVAL.as_millis() as u64,
+        "capacity": HISTORY_SAMPLES,
+        "samples": samples,
+    }))
+    .into_response()
+}
+
+impl FromRef<ApiState> for SharedHistory {
+    fn from_ref(state: &ApiState) -> SharedHistory {
+        state.history.clone()
+    }
+}
+
+/// The API's routes over a node's control channel, with loopback-only changes
+/// ([`ApiOptions::default`]) and a history nobody fills (see [`serve_with`]). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: without the client's address every
+/// POST and DELETE is refused.
 pub fn router(ctl: Ctl) -> Router {
+    router_with(ctl, Arc::default(), ApiOptions::default())
+}
+
+fn router_with(ctl: Ctl, history: SharedHistory, options: ApiOptions) -> Router {
     Router::new()
+        .route("/", get(page::status_page))
         .route("/info", get(info))
         .route("/peers", get(peers))
         .route("/potential-peers", get(potential_peers))
+        .route("/history", get(history_samples))
         .route("/connect", post(connect))
         .route("/metrics", get(metrics))
         .route("/broadcast", post(broadcast))
         .route("/items/{hash}", get(item))
         .route("/bans", get(bans))
         .route("/bans/{ip}", delete(unban))
-        .with_state(ctl)
+        .layer(axum::middleware::from_fn_with_state(
+            options.allow_remote,
+            guard::guard,
+        ))
+        .with_state(ApiState { ctl, history })
 }
 
-/// Binds the API and serves it until the node stops. Returns the bound address.
+/// Binds the API and serves it until the node stops, changes answering loopback clients only.
+/// Returns the bound address.
 pub async fn serve(addr: SocketAddr, ctl: Ctl) -> std::io::Result<SocketAddr> {
+    serve_with(addr, ctl, ApiOptions::default()).await
+}
+
+/// Binds the API, starts sampling the node for `/history`, and serves until the node stops.
+/// Returns the bound address.
+pub async fn serve_with(
+    addr: SocketAddr,
+    ctl: Ctl,
+    options: ApiOptions,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(ctl.clone());
+    if !guard::is_loopback(bound.ip()) {
+        warn!(
+            endpoint = %bound,
+            "the status API is reachable from other hosts: anyone who can connect reads it"
+        );
+    }
+    if options.allow_remote {
+        warn!("--rpc-allow-remote: any client that can connect may change the node");
+    }
+    let history: SharedHistory = Arc::new(Mutex::new(history::History::default()));
+    tokio::spawn(history::run_sampler(ctl.clone(), history.clone()));
+    let app = router_with(ctl.clone(), history, options);
     tokio::spawn(async move {
         let stopped = async move { ctl.closed().await };
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped)
+        .await;
     });
     Ok(bound)
 }

@@ -631,7 +631,9 @@ mod tests {
                 "chain-id" => crate::node::config::BITSHARES_MAINNET_CHAIN_ID,
                 "p2p-advertise-peer-algorithm" => "nothing",
                 "log-level" => "warn",
-                "p2p-accept-incoming-connections" | "p2p-connect-to-new-peers" => "false",
+                "p2p-accept-incoming-connections"
+                | "p2p-connect-to-new-peers"
+                | "rpc-allow-remote" => "false",
                 _ => "5",
             };
             let path = dir.join(format!("{long}.ini"));

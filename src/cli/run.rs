@@ -116,6 +116,16 @@ pub struct RunArgs {
         default_missing_value = IMPLICIT_RPC_ENDPOINT
     )]
     pub rpc_endpoint: Option<SocketAddr>,
+    /// Let clients on other hosts POST and DELETE on the status API [default: false, loopback
+    /// clients only].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = parse_bool
+    )]
+    pub rpc_allow_remote: Option<bool>,
     /// How long an address that misbehaved past the threshold stays banned; 0 disables bans
     /// [default: 86400].
     #[arg(long, value_name = "SECONDS")]
@@ -275,6 +285,7 @@ impl RunArgs {
             p2p_exclude_peer_endpoint,
             p2p_advertise_peer_list,
             rpc_endpoint,
+            rpc_allow_remote,
             ban_seconds,
             peer_db_save_seconds,
             log_level,
@@ -303,6 +314,7 @@ impl RunArgs {
             .extend(p2p_exclude_peer_endpoint);
         self.p2p_advertise_peer_list.extend(p2p_advertise_peer_list);
         one(&mut self.rpc_endpoint, rpc_endpoint)?;
+        one(&mut self.rpc_allow_remote, rpc_allow_remote)?;
         one(&mut self.ban_seconds, ban_seconds)?;
         one(&mut self.peer_db_save_seconds, peer_db_save_seconds)?;
         one(&mut self.log_level, log_level)?;
@@ -339,6 +351,7 @@ impl RunArgs {
             p2p_exclude_peer_endpoint,
             p2p_advertise_peer_list,
             rpc_endpoint,
+            rpc_allow_remote,
             ban_seconds,
             peer_db_save_seconds,
             log_level,
@@ -371,6 +384,7 @@ impl RunArgs {
         );
         list(&mut self.p2p_advertise_peer_list, p2p_advertise_peer_list);
         one(&mut self.rpc_endpoint, rpc_endpoint);
+        one(&mut self.rpc_allow_remote, rpc_allow_remote);
         one(&mut self.ban_seconds, ban_seconds);
         one(&mut self.peer_db_save_seconds, peer_db_save_seconds);
         one(&mut self.log_level, log_level);
@@ -622,7 +636,10 @@ pub fn run(mut args: RunArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.to_string()))?;
         if let Some(addr) = args.rpc_endpoint {
             drop(rpc_claim);
-            match crate::api::serve(addr, handle.controller()).await {
+            let options = crate::api::ApiOptions {
+                allow_remote: args.rpc_allow_remote.unwrap_or(false),
+            };
+            match crate::api::serve_with(addr, handle.controller(), options).await {
                 Ok(bound) => info!(endpoint = %bound, "status API listening"),
                 Err(e) => {
                     handle.shutdown().await;

@@ -17,7 +17,7 @@ const HOURS_KEPT: usize = 72;
 /// Most seconds filled in at once after a long pause (enough to roll an hour over).
 const MAX_CATCH_UP_SECONDS: i64 = 3600;
 
-/// Average rates in bytes per second.
+/// Average rates in bytes per second, and the byte counts since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rates {
     pub upload_one_minute: u32,
@@ -26,10 +26,16 @@ pub struct Rates {
     pub download_fifteen_minutes: u32,
     pub upload_one_hour: u32,
     pub download_one_hour: u32,
+    /// Bytes written to every peer since start (the status page's rate chart differences it).
+    pub total_bytes_sent: u64,
+    /// Bytes read from every peer since start.
+    pub total_bytes_received: u64,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Direction {
+    /// Bytes since start.
+    total: u64,
     current: u64,
     seconds: VecDeque<u64>,
     minutes: VecDeque<u64>,
@@ -91,11 +97,13 @@ impl BandwidthMonitor {
     /// Counts bytes sent.
     pub fn sent(&mut self, bytes: u64) {
         self.up.current = self.up.current.saturating_add(bytes);
+        self.up.total = self.up.total.saturating_add(bytes);
     }
 
     /// Counts bytes received.
     pub fn received(&mut self, bytes: u64) {
         self.down.current = self.down.current.saturating_add(bytes);
+        self.down.total = self.down.total.saturating_add(bytes);
     }
 
     /// Closes every whole second up to `now_us`.
@@ -134,6 +142,8 @@ impl BandwidthMonitor {
             download_fifteen_minutes: span(&self.down, 15),
             upload_one_hour: span(&self.up, 60),
             download_one_hour: span(&self.down, 60),
+            total_bytes_sent: self.up.total,
+            total_bytes_received: self.down.total,
         }
     }
 }
@@ -155,6 +165,8 @@ mod tests {
         assert_eq!(r.download_one_minute, 500);
         assert_eq!(r.upload_fifteen_minutes, 1000);
         assert_eq!(r.download_fifteen_minutes, 250);
+        assert_eq!(r.total_bytes_sent, 120_000);
+        assert_eq!(r.total_bytes_received, 30_000);
         // A long silence is filled with zeros.
         m.tick(2000 * SECOND_US);
         assert_eq!(m.rates().upload_one_minute, 0);
