@@ -55,20 +55,6 @@ fn trx(i: u32) -> Vec<u8> {
     data
 }
 
-/// Answers the node's first sync request with "no blocks": the peer is then in sync and idle.
-async fn answer_sync(peer: &mut RawPeer) {
-    let asked = peer.recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, T).await;
-    assert!(asked.is_some(), "the node asks for block ids");
-    peer.send(Message::BlockchainItemIdsInventory(
-        BlockchainItemIdsInventoryMessage {
-            total_remaining_item_count: 0,
-            item_type: msg_type::BLOCK,
-            item_hashes_available: vec![],
-        },
-    ))
-    .await;
-}
-
 async fn memory(node: &NodeHandle) -> MemoryAccounting {
     node.info().await.expect("the node answers").memory
 }

@@ -14,9 +14,7 @@ use grapevine::node::config::{
 use grapevine::runtime::NodeHandle;
 use grapevine::wire::Message;
 use grapevine::wire::channel::SecureChannel;
-use grapevine::wire::message::{
-    BlockchainItemIdsInventoryMessage, ItemIdsInventoryMessage, message_hash, msg_type,
-};
+use grapevine::wire::message::{ItemIdsInventoryMessage, message_hash, msg_type};
 use grapevine::wire::types::Ripemd160;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,21 +44,6 @@ async fn fast_node(name: &str) -> NodeHandle {
     grapevine::runtime::start_with_delegate(c, Box::new(store))
         .await
         .expect("node starts")
-}
-
-/// Answers the node's sync request (sent at activation) with "nothing to offer", so a peer
-/// that lives longer than `REQUEST_TIMEOUT` is not dropped for ignoring it.
-async fn answer_sync(peer: &mut RawPeer) {
-    let asked = peer.recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, T).await;
-    assert!(asked.is_some(), "the node asks for block ids");
-    peer.send(Message::BlockchainItemIdsInventory(
-        BlockchainItemIdsInventoryMessage {
-            total_remaining_item_count: 0,
-            item_type: msg_type::BLOCK,
-            item_hashes_available: vec![],
-        },
-    ))
-    .await;
 }
 
 /// The witness, in sync, served every half second in the background until stopped (each
