@@ -78,6 +78,21 @@ mod replay {
     }
 
     #[test]
+    fn node_events_seeds_reach_their_depth() {
+        let mut synced = 0;
+        for seed in seeds_of("node_events") {
+            let depth = node_events(&seed.data);
+            eprintln!("{}: {depth:?}", seed.name);
+            let expected = seed.expect.expect("node_events seeds say how deep they go");
+            assert_eq!(depth.max_active, expected, "seed {}", seed.name);
+            if depth.blocks_applied > 0 {
+                synced += 1;
+            }
+        }
+        assert!(synced >= 2, "the sync seeds apply blocks");
+    }
+
+    #[test]
     fn hostile_inputs_are_handled() {
         // An oversized header, with every chunk size.
         let mut oversized = vec![0u8];
