@@ -65,7 +65,7 @@ impl NodeKey {
         #[cfg(fuzzing)]
         {
             let key = (self.to_bytes(), *digest);
-            fuzz_memo::get_or_insert(&fuzz_memo::SIGNATURES, key, || {
+            super::fuzz_memo::get_or_insert(&super::fuzz_memo::SIGNATURES, key, || {
                 sign_compact_with_attempts(&self.secret, digest, true).0
             })
         }
@@ -137,7 +137,7 @@ pub fn recover_compact(
     #[cfg(fuzzing)]
     {
         let key = (*sig, *digest);
-        fuzz_memo::get_or_insert(&fuzz_memo::RECOVERIES, key, || {
+        super::fuzz_memo::get_or_insert(&super::fuzz_memo::RECOVERIES, key, || {
             recover_uncached(sig, digest)
         })
     }
@@ -159,50 +159,6 @@ fn recover_uncached(
     let key = VerifyingKey::recover_from_prehash(digest, &signature, recid)
         .map_err(|_| CryptoError::RecoveryFailed)?;
     Ok(compress(&key.into()))
-}
-
-/// Under `cfg(fuzzing)` only (cargo-fuzz builds): signing and key recovery are pure functions
-/// that cost about 100 µs each, which would dominate a fuzz target that runs handshakes with a
-/// few fixed keys and digests. Their results are remembered, in a small bounded table per
-/// function, so every run after the first costs a lookup; the answers are the same.
-#[cfg(fuzzing)]
-mod fuzz_memo {
-    use std::collections::HashMap;
-    use std::hash::Hash;
-    use std::sync::{LazyLock, Mutex};
-
-    use super::{CompactSignature, CryptoError, PublicKeyBytes};
-
-    /// Entries kept per table; the table is emptied when it is full.
-    const ENTRIES: usize = 4096;
-
-    type Table<K, V> = LazyLock<Mutex<HashMap<K, V>>>;
-
-    pub(super) static SIGNATURES: Table<([u8; 32], [u8; 32]), CompactSignature> =
-        LazyLock::new(Default::default);
-    pub(super) static RECOVERIES: Table<
-        (CompactSignature, [u8; 32]),
-        Result<PublicKeyBytes, CryptoError>,
-    > = LazyLock::new(Default::default);
-
-    pub(super) fn get_or_insert<K: Hash + Eq, V: Clone>(
-        table: &Mutex<HashMap<K, V>>,
-        key: K,
-        compute: impl FnOnce() -> V,
-    ) -> V {
-        let mut map = table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(v) = map.get(&key) {
-            return v.clone();
-        }
-        let v = compute();
-        if map.len() >= ENTRIES {
-            map.clear();
-        }
-        map.insert(key, v.clone());
-        v
-    }
 }
 
 /// True when `sig` over `digest` recovers to `expected`.

@@ -107,7 +107,11 @@ pub struct Fixtures {
     /// The peer key's signature of each digest.
     peer_signatures: [CompactSignature; DIGESTS],
     canonical: Vec<Vec<u8>>,
+    /// Inventory hashes of `canonical`.
+    canonical_hashes: Vec<ItemHash>,
     trxs: Vec<Vec<u8>>,
+    /// Inventory hashes of `trxs`.
+    trx_hashes: Vec<ItemHash>,
 }
 
 /// The keys, digests, signatures and blocks every run uses.
@@ -122,15 +126,19 @@ pub fn fixtures() -> &'static Fixtures {
         for d in &digests {
             our_key.sign_compact(d);
         }
+        let canonical: Vec<Vec<u8>> = (1..=CHAIN_LEN).map(|n| block(n, 0, 0)).collect();
+        let trxs: Vec<Vec<u8>> = (0..TRX_POOL)
+            .map(|i| vec![i | 1, 0x7A, i, 1, 2, 3, 4, 5, 6, 7])
+            .collect();
         Fixtures {
             our_key,
             peer_key,
             digests,
             peer_signatures,
-            canonical: (1..=CHAIN_LEN).map(|n| block(n, 0, 0)).collect(),
-            trxs: (0..TRX_POOL)
-                .map(|i| vec![i | 1, 0x7A, i, 1, 2, 3, 4, 5, 6, 7])
-                .collect(),
+            canonical_hashes: canonical.iter().map(|b| message_hash(b)).collect(),
+            canonical,
+            trx_hashes: trxs.iter().map(|t| message_hash(t)).collect(),
+            trxs,
         }
     })
 }
@@ -602,19 +610,20 @@ impl Harness {
         if let Some(m) = fetch {
             let fx = fixtures();
             for hash in m.items_to_fetch.iter().take(CHAIN_LEN as usize * 2) {
+                let n = hash.block_number();
                 let found = match m.item_type {
-                    msg_type::BLOCK => fx
-                        .canonical
-                        .iter()
-                        .find(|b| {
-                            block_id_of(b).ok().as_ref() == Some(hash) || message_hash(b) == *hash
-                        })
-                        .map(|b| Message::Block(b.clone())),
+                    msg_type::BLOCK => (1..=CHAIN_LEN)
+                        .contains(&n)
+                        .then(|| block_id(n, 0))
+                        .filter(|id| id == hash)
+                        .map(|_| (n - 1) as usize)
+                        .or_else(|| fx.canonical_hashes.iter().position(|h| h == hash))
+                        .map(|i| Message::Block(fx.canonical[i].clone())),
                     msg_type::TRX => fx
-                        .trxs
+                        .trx_hashes
                         .iter()
-                        .find(|t| message_hash(t) == *hash)
-                        .map(|t| Message::Trx(t.clone())),
+                        .position(|h| h == hash)
+                        .map(|i| Message::Trx(fx.trxs[i].clone())),
                     _ => None,
                 };
                 let message = found.unwrap_or(Message::ItemNotAvailable(ItemNotAvailableMessage {
@@ -838,7 +847,7 @@ pub fn item_hashes(k: u8, n: u8, s: u8) -> (u32, Vec<ItemHash>) {
         0 => (
             msg_type::BLOCK,
             (0..n)
-                .map(|i| message_hash(&fx.canonical[(s + i) % fx.canonical.len()]))
+                .map(|i| fx.canonical_hashes[(s + i) % fx.canonical_hashes.len()])
                 .collect(),
         ),
         1 => (
@@ -850,7 +859,7 @@ pub fn item_hashes(k: u8, n: u8, s: u8) -> (u32, Vec<ItemHash>) {
         2 => (
             msg_type::TRX,
             (0..n)
-                .map(|i| message_hash(&fx.trxs[(s + i) % fx.trxs.len()]))
+                .map(|i| fx.trx_hashes[(s + i) % fx.trx_hashes.len()])
                 .collect(),
         ),
         3 => (
