@@ -1,4 +1,6 @@
-//! Replays every fuzz target's seed corpus (built from the vectors) as ordinary tests.
+//! Replays every fuzz target's seed corpus (built from the vectors), its committed minimised
+//! corpus (`fuzz/corpus-min/<target>/`) and the inputs of fixed crashes
+//! (`fuzz/regressions/<target>/`) as ordinary tests.
 
 use grapevine::fuzzing::seeds::{Seed, corpus};
 use grapevine::fuzzing::*;
@@ -20,6 +22,54 @@ mod replay {
                 run(target, &seed.data);
             }
         }
+    }
+
+    /// The files of `fuzz/<dir>/<target>/`, by name.
+    fn committed(dir: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz")
+            .join(dir)
+            .join(target);
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(String, Vec<u8>)> = entries
+            .map(|e| {
+                let e = e.expect("a readable corpus folder");
+                let data = std::fs::read(e.path()).expect("a readable corpus file");
+                (e.file_name().to_string_lossy().into_owned(), data)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn every_target_replays_its_committed_corpus() {
+        for target in TARGETS {
+            let files = committed("corpus-min", target);
+            assert!(
+                !files.is_empty(),
+                "fuzz/corpus-min/{target}/ holds the minimised corpus"
+            );
+            for (name, data) in files {
+                eprintln!("{target}/{name}");
+                run(target, &data);
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_crashes_stay_fixed() {
+        let mut replayed = 0;
+        for target in TARGETS {
+            for (name, data) in committed("regressions", target) {
+                eprintln!("{target}/{name}");
+                run(target, &data);
+                replayed += 1;
+            }
+        }
+        assert!(replayed > 0, "fuzz/regressions holds the fixed crashes");
     }
 
     #[test]
@@ -75,6 +125,21 @@ mod replay {
             keyed > 0,
             "some handshake seeds are encrypted to the fuzzing key"
         );
+    }
+
+    #[test]
+    fn node_events_seeds_reach_their_depth() {
+        let mut synced = 0;
+        for seed in seeds_of("node_events") {
+            let depth = node_events(&seed.data);
+            eprintln!("{}: {depth:?}", seed.name);
+            let expected = seed.expect.expect("node_events seeds say how deep they go");
+            assert_eq!(depth.max_active, expected, "seed {}", seed.name);
+            if depth.blocks_applied > 0 {
+                synced += 1;
+            }
+        }
+        assert!(synced >= 2, "the sync seeds apply blocks");
     }
 
     #[test]

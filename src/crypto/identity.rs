@@ -62,6 +62,14 @@ impl NodeKey {
 
     /// fc's `sign_compact(digest, require_canonical = true)`.
     pub fn sign_compact(&self, digest: &[u8; 32]) -> CompactSignature {
+        #[cfg(fuzzing)]
+        {
+            let key = (self.to_bytes(), *digest);
+            super::fuzz_memo::get_or_insert(&super::fuzz_memo::SIGNATURES, key, || {
+                sign_compact_with_attempts(&self.secret, digest, true).0
+            })
+        }
+        #[cfg(not(fuzzing))]
         sign_compact_with_attempts(&self.secret, digest, true).0
     }
 }
@@ -123,6 +131,21 @@ pub fn is_canonical(sig: &CompactSignature) -> bool {
 /// Recovers the compressed public key that made `sig` over `digest`, accepting any header in
 /// 27..=34 and non-canonical forms, as node.cpp does for hello.
 pub fn recover_compact(
+    sig: &CompactSignature,
+    digest: &[u8; 32],
+) -> Result<PublicKeyBytes, CryptoError> {
+    #[cfg(fuzzing)]
+    {
+        let key = (*sig, *digest);
+        super::fuzz_memo::get_or_insert(&super::fuzz_memo::RECOVERIES, key, || {
+            recover_uncached(sig, digest)
+        })
+    }
+    #[cfg(not(fuzzing))]
+    recover_uncached(sig, digest)
+}
+
+fn recover_uncached(
     sig: &CompactSignature,
     digest: &[u8; 32],
 ) -> Result<PublicKeyBytes, CryptoError> {

@@ -62,6 +62,21 @@ impl std::fmt::Debug for SessionKeys {
 
 /// fc's shared secret between our ephemeral secret and the peer's public key.
 pub fn shared_secret(ours: &SecretKey, theirs: &PublicKeyBytes) -> Result<[u8; 64], CryptoError> {
+    #[cfg(fuzzing)]
+    {
+        let key = (ours.to_bytes().into(), *theirs);
+        super::fuzz_memo::get_or_insert(&super::fuzz_memo::SHARED_SECRETS, key, || {
+            shared_secret_uncached(ours, theirs)
+        })
+    }
+    #[cfg(not(fuzzing))]
+    shared_secret_uncached(ours, theirs)
+}
+
+fn shared_secret_uncached(
+    ours: &SecretKey,
+    theirs: &PublicKeyBytes,
+) -> Result<[u8; 64], CryptoError> {
     let public = decompress(theirs)?;
     let shared = ours.diffie_hellman(&public);
     let x = shared.raw_secret_bytes();
@@ -101,6 +116,13 @@ impl KeyExchange {
 
     /// An exchange with a given ephemeral key: for tests and vectors.
     pub fn with_secret(secret: SecretKey) -> Self {
+        #[cfg(fuzzing)]
+        let public = super::fuzz_memo::get_or_insert(
+            &super::fuzz_memo::PUBLIC_KEYS,
+            secret.to_bytes().into(),
+            || compress(&secret.public_key()),
+        );
+        #[cfg(not(fuzzing))]
         let public = compress(&secret.public_key());
         Self {
             secret,

@@ -6,6 +6,8 @@
 pub mod cipher;
 pub mod city;
 mod error;
+#[cfg(fuzzing)]
+mod fuzz_memo;
 pub mod identity;
 pub mod key_exchange;
 pub mod keys;

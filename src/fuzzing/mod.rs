@@ -13,14 +13,19 @@ use crate::wire::channel::absorb_untrusted;
 use crate::wire::frame::{Frame, FrameDecoder, FrameError, MAX_MESSAGE_SIZE, encode_message};
 use bytes::BytesMut;
 
+pub mod chain;
+pub mod node_events;
 pub mod seeds;
 
+pub use node_events::node_events;
+
 /// The fuzz targets, by name (the binaries in `fuzz_targets/` and the folders of the corpus).
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "frame_decoder",
     "message_decode",
     "handshake",
     "raw_roundtrip",
+    "node_events",
 ];
 
 /// Frames decoded from a plaintext stream, and the error that stopped decoding, if any.
@@ -162,6 +167,9 @@ pub fn run(name: &str, data: &[u8]) {
         }
         "raw_roundtrip" => {
             raw_roundtrip(data);
+        }
+        "node_events" => {
+            node_events(data);
         }
         other => panic!("no fuzz target called {other}"),
     }

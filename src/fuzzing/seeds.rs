@@ -231,7 +231,155 @@ pub fn corpus(target: &str) -> Result<Vec<Seed>, LoadError> {
                 }
             }
         }
+        "node_events" => seeds = node_event_seeds(),
         other => return Err(format!("no fuzz target called {other}").into()),
     }
     Ok(seeds)
+}
+
+/// Scripts for `node_events` (see [`super::node_events`]) that reach deep states: complete
+/// handshakes both ways, a sync, serving, firewall checks, floods, timeouts and closes.
+/// `expect` is the most active connections the script reaches.
+fn node_event_seeds() -> Vec<Seed> {
+    use super::node_events::{Header, Script, op};
+    let header = |config, head, runtime| Header {
+        config,
+        head,
+        runtime,
+    };
+    let seed = |name: &str, expect, script: Script| Seed {
+        name: name.to_owned(),
+        data: script.into_bytes(),
+        expect: Some(expect),
+    };
+    // Many peers each hand us a thousand addresses: the peer database stays bounded while
+    // dial-backs and the connect loop add records.
+    let mut flood = Script::new(header(7, 0, 0));
+    for p in 0..6u8 {
+        flood = flood
+            .step(op::ACCEPT, &[8 * (p + 1) + 1])
+            .step(op::ESTABLISH, &[p])
+            .step(op::HELLO, &[p, p, 2 * p])
+            .step(op::SIMPLE, &[p, 0, 0])
+            .step(op::ADDRESS, &[p, 0xFF, 2 * p]);
+    }
+    flood = flood
+        .step(op::TIMEOUT, &[])
+        .step(op::TIME, &[0xFF])
+        .step(op::TIMEOUT, &[]);
+    vec![
+        // An inbound peer completes the handshake, then we sync the whole chain from it.
+        seed(
+            "inbound-handshake-sync",
+            1,
+            Script::new(header(3, 0, 0))
+                .inbound_handshake(9, 0, 0)
+                .answer(0, 12),
+        ),
+        // We dial an endpoint the operator added; the handshake completes from our side.
+        seed(
+            "outbound-handshake-sync",
+            1,
+            Script::new(header(3, 5, 0))
+                .step(op::OPERATOR, &[3, 17])
+                .step(op::TIMEOUT, &[])
+                .step(op::ESTABLISH, &[0])
+                .step(op::HELLO, &[0, 1, 0])
+                .step(op::SIMPLE, &[0, 0, 0])
+                .step(op::SIMPLE, &[0, 2, 0])
+                .step(op::ADDRESS, &[0, 20, 4])
+                .answer(0, 10),
+        ),
+        // A peer fetches blocks and transactions we have, drains its queue, then asks too much.
+        seed(
+            "serve-then-overask",
+            1,
+            Script::new(header(3, 30, 0))
+                .inbound_handshake(9, 0, 1)
+                .step(op::OPERATOR, &[0, 3])
+                .step(op::FETCH_ITEMS, &[0, 0, 10, 0])
+                .step(op::FETCH_ITEMS, &[0, 1, 5, 3])
+                .step(op::FETCH_ITEMS, &[0, 2, 3, 3])
+                .step(op::SENT, &[0, 0])
+                .step(op::FETCH_ITEMS, &[0, 3, 4, 9])
+                .step(op::FETCH_ITEMS, &[0, 1, 0xFF, 0]),
+        ),
+        // Gossip: two peers advertise blocks and transactions, we fetch, one answers, one says
+        // it has none, and we relay to the other.
+        seed(
+            "gossip-two-peers",
+            2,
+            Script::new(header(3, 39, 0))
+                .inbound_handshake(9, 0, 1)
+                .inbound_handshake(17, 1, 2)
+                .step(op::ITEM_INVENTORY, &[0, 2, 4, 0])
+                .step(op::ITEM_INVENTORY, &[1, 2, 4, 2])
+                .step(op::ANSWER, &[0, 2])
+                .step(op::NOT_AVAILABLE, &[1, 1])
+                .step(op::TIME, &[0x42])
+                .step(op::ANSWER, &[1, 2])
+                .step(op::TRX, &[0, 7])
+                .step(op::TIME, &[0x84]),
+        ),
+        // Firewall checks: a peer asks us to check it (relayed to the other peer, who answers),
+        // and asks us to test a third node (a probe connection).
+        seed(
+            "firewall-checks",
+            2,
+            Script::new(header(3, 0, 0))
+                .inbound_handshake(9, 0, 1)
+                .inbound_handshake(17, 1, 2)
+                .step(op::SIMPLE, &[0, 6, 0])
+                .step(op::SIMPLE, &[1, 8, 0x41])
+                .step(op::SIMPLE, &[0, 7, 0x1A])
+                .step(op::ESTABLISH, &[2])
+                .step(op::SIMPLE, &[1, 7, 0x2B])
+                .step(op::DIAL_FAILED, &[3])
+                .step(op::SIMPLE, &[0, 9, 0]),
+        ),
+        seed("address-flood", 6, flood),
+        // Timers: keepalive, inactivity, closing timeout and handshake timeout.
+        seed(
+            "timeouts",
+            1,
+            Script::new(header(3, 0, 0))
+                .inbound_handshake(9, 0, 0)
+                .step(op::ACCEPT, &[25])
+                .step(op::TIME, &[0x86])
+                .step(op::TIME, &[0xC1])
+                .step(op::TIME, &[0xC1])
+                .step(op::TIMEOUT, &[])
+                .step(op::TIME, &[0xC1]),
+        ),
+        // A deferred close: the peer keeps talking after we dropped it, then the socket closes.
+        seed(
+            "deferred-close",
+            1,
+            Script::new(header(3, 10, 1))
+                .inbound_handshake(9, 0, 0)
+                .step(op::PROTOCOL_ERROR, &[0])
+                .step(op::FETCH_ITEMS, &[0, 0, 3, 0])
+                .step(op::SIMPLE, &[0, 4, 9])
+                .step(op::BLOCK, &[0, 3])
+                .step(op::CLOSED, &[0]),
+        ),
+        // Blocks of every kind from an active peer, raw messages, broadcasts and a shutdown.
+        seed(
+            "blocks-raw-shutdown",
+            1,
+            Script::new(header(3, 2, 0))
+                .inbound_handshake(9, 0, 0)
+                .step(op::BLOCK, &[0, 2])
+                .step(op::IDS_INVENTORY, &[0, 1, 5, 0])
+                .step(op::FETCH_IDS, &[0, 1])
+                .step(op::RAW, &[0, 6, 3, 1, 2, 3])
+                .step(op::OPERATOR, &[1, 3])
+                .step(op::OPERATOR, &[1, 0x85])
+                .step(op::OPERATOR, &[2, 7])
+                .step(op::OPERATOR, &[4, 33])
+                .step(op::OPERATOR, &[5, 0xFF])
+                .step(op::TIMEOUT, &[])
+                .step(op::TIME, &[0xC1]),
+        ),
+    ]
 }

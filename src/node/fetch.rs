@@ -76,7 +76,6 @@ impl FetchQueue {
     }
 
     /// The peer an item was asked of.
-    #[cfg(test)]
     pub fn requested_from(&self, item: &ItemId) -> Option<PeerId> {
         self.items.get(item).and_then(|w| w.requested_from)
     }

@@ -23,6 +23,7 @@ pub mod config;
 mod fetch;
 mod firewall;
 mod handshake;
+pub mod invariants;
 mod items;
 pub mod sim;
 mod sync;
@@ -47,6 +48,7 @@ use bans::{Ban, BanTable, Violation};
 pub use broadcast::{Broadcast, BroadcastOutcome};
 use config::*;
 pub use config::{AdvertiseAlgorithm, NodeConfig};
+pub use invariants::InvariantViolation;
 pub use sync::SyncProgress;
 
 /// What the runtime must do for the node.
@@ -492,6 +494,11 @@ impl Node {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        if p.local_endpoint.is_some() || p.list == ConnectionList::Closing {
+            // Reported twice, or we gave up on the connection: nothing more to say on it.
+            debug!(endpoint = %p.remote_endpoint, "ignoring a repeated or late key exchange");
+            return;
+        }
         p.local_endpoint = Some(local);
         p.last_received_at = now;
         // The peer's key is its first message.
@@ -525,6 +532,12 @@ impl Node {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
+        if p.direction != Direction::Outbound || p.local_endpoint.is_some() {
+            // Not a dial in progress: the socket is gone, and everything it held is released
+            // as for any closed connection.
+            self.on_closed(peer, now);
+            return;
+        }
         if p.probe_for.is_some() {
             self.finish_probe(peer, FirewallCheckResultKind::Unreachable, now);
             self.peers.remove(&peer);

@@ -109,12 +109,14 @@ impl SimNet {
 
     /// Carries out commands until every node is quiet.
     pub fn pump(&mut self) {
+        self.check_invariants();
         loop {
             let mut progressed = false;
             for i in 0..self.nodes.len() {
                 while let Some(cmd) = self.nodes[i].poll_command() {
                     progressed = true;
                     self.execute(i, cmd);
+                    self.check_invariants();
                 }
             }
             for i in 0..self.nodes.len() {
@@ -126,6 +128,18 @@ impl SimNet {
             }
             if !progressed {
                 return;
+            }
+        }
+    }
+
+    /// In debug builds, panics if any node breaks one of its invariants
+    /// ([`Node::check_invariants`]); the network checks after every command it carries out.
+    pub fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let Err(violation) = node.check_invariants() {
+                    panic!("simulated node {i} broke an invariant: {violation}");
+                }
             }
         }
     }

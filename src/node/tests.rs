@@ -1423,3 +1423,50 @@ fn an_item_first_offered_by_a_busy_peer_is_fetched_from_an_idle_one_at_once() {
     assert_eq!(net.sent(1, 2, msg_type::FETCH_ITEMS).len(), 1);
     assert!(has(&net, 1, msg_type::TRX, &t));
 }
+
+// ----- found by the node_events fuzz target ----------------------------------------------------
+
+#[test]
+fn a_repeated_key_exchange_report_is_ignored() {
+    let mut net = line(2);
+    let peer = net.nodes[1].peers().next().unwrap().id;
+    let now = net.now;
+    let digest = [7; 32];
+    net.nodes[1].on_established(peer, listen_endpoint(1), digest, now);
+    // No second hello, and the finished handshake stays finished.
+    assert_eq!(net.nodes[1].poll_command(), None);
+    let p = net.nodes[1].peer(peer).unwrap();
+    assert_eq!(p.our_state, crate::peer::OurHelloState::Accepted);
+    assert_eq!(p.list, ConnectionList::Active);
+    assert_eq!(net.nodes[1].check_invariants(), Ok(()));
+}
+
+#[test]
+fn a_dial_failure_reported_for_a_connected_peer_releases_it_as_a_close() {
+    let mut net = line(2);
+    let peer = net.nodes[1].peers().next().unwrap().id;
+    let now = net.now;
+    let item = ItemId {
+        item_type: msg_type::TRX,
+        item_hash: crate::wire::message::message_hash(&trx(1)),
+    };
+    // An item in flight from the peer, as fetch_items records it.
+    let node = &mut net.nodes[1];
+    node.fetch.add(item, peer, now);
+    node.fetch.mark_requested(item, peer);
+    node.peers
+        .get_mut(&peer)
+        .unwrap()
+        .items_requested
+        .insert(item, now);
+    node.on_dial_failed(peer, "reset", now);
+    assert!(node.peer(peer).is_none());
+    assert!(
+        node.fetch.requested_from(&item) != Some(peer),
+        "the request went with the peer"
+    );
+    assert_eq!(node.check_invariants(), Ok(()));
+    // The peer database does not count a dial failure against it.
+    let r = node.peer_db().get(&listen_endpoint(0)).unwrap();
+    assert_eq!(r.number_of_failed_connection_attempts, 0);
+}

@@ -299,12 +299,28 @@ impl PeerDatabase {
         self.records.get(endpoint)
     }
 
-    /// The record for `endpoint`, created if missing. Marks the database changed.
+    /// The record for `endpoint`, created if missing. Marks the database changed. A new record
+    /// in a full database takes the place of the least recently seen one that is not a seed.
     pub fn entry(&mut self, endpoint: Endpoint) -> &mut PeerRecord {
         self.dirty = true;
+        if !self.records.contains_key(&endpoint)
+            && self.records.len() >= MAX_PEER_RECORDS
+            && let Some((_, victim)) = self.eviction_candidate()
+        {
+            self.records.remove(&victim);
+        }
         self.records
             .entry(endpoint)
             .or_insert_with(|| PeerRecord::new(endpoint))
+    }
+
+    /// The least recently seen record that is not a seed: the first to go when full.
+    fn eviction_candidate(&self) -> Option<(TimePoint, Endpoint)> {
+        self.records
+            .values()
+            .filter(|r| !r.seed)
+            .map(|r| (r.last_seen_time, r.endpoint))
+            .min()
     }
 
     /// Applies `f` to the record of `endpoint` if it exists.
@@ -325,6 +341,16 @@ impl PeerDatabase {
                 true
             }
             None => {
+                if self.records.len() >= MAX_PEER_RECORDS {
+                    // Full: the new record replaces the least recently seen one, unless it
+                    // would itself be that one.
+                    match self.eviction_candidate() {
+                        Some(victim) if victim < (now, endpoint) => {
+                            self.records.remove(&victim.1);
+                        }
+                        _ => return false,
+                    }
+                }
                 let mut r = PeerRecord::new(endpoint);
                 r.last_seen_time = now;
                 self.records.insert(endpoint, r);
@@ -467,6 +493,31 @@ mod tests {
             db.get(&ep(MAX_PEER_RECORDS as u16 + 49)).is_none(),
             "oldest dropped"
         );
+    }
+
+    #[test]
+    fn new_records_never_take_a_full_database_over_its_limit() {
+        let now = TimePoint(1_000_000_000_000_000);
+        let mut db = PeerDatabase::new();
+        db.entry(ep(1)).seed = true;
+        for p in 2..=MAX_PEER_RECORDS as u16 {
+            db.saw(ep(p), TimePoint(now.0 + i64::from(p)));
+        }
+        assert_eq!(db.len(), MAX_PEER_RECORDS);
+        // A record made for a dial (never seen) replaces the least recently seen non-seed.
+        db.entry(ep(5000)).number_of_failed_connection_attempts = 1;
+        assert_eq!(db.len(), MAX_PEER_RECORDS);
+        assert!(db.get(&ep(1)).is_some(), "seed kept");
+        assert!(db.get(&ep(2)).is_none(), "least recently seen dropped");
+        assert!(db.get(&ep(5000)).is_some());
+        // An address seen now replaces the record that was never seen…
+        assert!(db.saw(ep(5001), TimePoint(now.0 + 100_000)));
+        assert!(db.get(&ep(5000)).is_none());
+        assert_eq!(db.len(), MAX_PEER_RECORDS);
+        // …but one seen longer ago than every record is not taken.
+        assert!(!db.saw(ep(5002), TimePoint(1)));
+        assert!(db.get(&ep(5002)).is_none());
+        assert_eq!(db.len(), MAX_PEER_RECORDS);
     }
 
     #[test]
