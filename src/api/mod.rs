@@ -454,7 +454,7 @@ pub async fn serve_with(
     let bound = listener.local_addr()?;
     if !guard::is_loopback(bound.ip()) {
         warn!(
-            endpoint = %bound,
+            rpc_endpoint = %bound,
             "the status API is reachable from other hosts: anyone who can connect reads it"
         );
     }

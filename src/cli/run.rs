@@ -640,7 +640,7 @@ pub fn run(mut args: RunArgs) -> Result<(), Failure> {
                 allow_remote: args.rpc_allow_remote.unwrap_or(false),
             };
             match crate::api::serve_with(addr, handle.controller(), options).await {
-                Ok(bound) => info!(endpoint = %bound, "status API listening"),
+                Ok(bound) => info!(rpc_endpoint = %bound, "status API listening"),
                 Err(e) => {
                     handle.shutdown().await;
                     return Err(Failure::Runtime(format!(
@@ -652,7 +652,7 @@ pub fn run(mut args: RunArgs) -> Result<(), Failure> {
         match config::write_default_config_ini(&data_dir) {
             Ok(Some(path)) => info!(path = %path.display(), "wrote a default config file"),
             Ok(None) => {}
-            Err(e) => warn!(dir = %data_dir.display(), error = %e, "cannot write config.ini"),
+            Err(e) => warn!(data_dir = %data_dir.display(), error = %e, "cannot write config.ini"),
         }
         let stopped_by_itself = tokio::select! {
             () = wait_for_signal() => false,

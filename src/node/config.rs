@@ -60,6 +60,10 @@ pub const PEER_LIST_REFRESH_US: i64 = 15 * 60 * SECOND_US;
 pub const SEED_RETRY_BASE_US: i64 = 10 * SECOND_US;
 /// …but never waits longer than this.
 pub const SEED_MAX_RETRY_US: i64 = 60 * SECOND_US;
+/// A seed that cannot be reached is reported at WARN on its first failure, then at most once
+/// per this interval (with the failures since), not on every retry: a dead seed retried each
+/// [`SEED_MAX_RETRY_US`] would otherwise fill the log.
+pub const SEED_WARN_INTERVAL_US: i64 = 10 * 60 * SECOND_US;
 /// Seeds are put back on the dial list this often while the node has no active peer…
 pub const SEED_RETRY_WHEN_ALONE_US: i64 = 5 * 60 * SECOND_US;
 /// …and this often otherwise.

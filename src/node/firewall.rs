@@ -259,7 +259,7 @@ impl Node {
                     // listening port is worth advertising in hello.
                     let listen_port = self.listen_endpoint.map(|l| l.port);
                     if Some(m.endpoint_checked.port) == listen_port {
-                        info!(endpoint = %m.endpoint_checked, "we are reachable from outside");
+                        info!(public_endpoint = %m.endpoint_checked, "we are reachable from outside");
                         self.firewalled = FirewalledState::NotFirewalled;
                         self.public_endpoint = Some(m.endpoint_checked);
                     }

@@ -350,7 +350,7 @@ impl Node {
         }
         p.our_state = OurHelloState::Rejected;
         let remote = p.remote_endpoint;
-        info!(%remote, reason = %m.reason_code, text = %m.reason_string, "peer rejected our hello");
+        info!(endpoint = %remote, reason = %m.reason_code, text = %m.reason_string, "peer rejected our hello");
         match m.reason_code {
             RejectionReason::ConnectedToSelf | RejectionReason::DifferentChain => {
                 self.greatly_delay(remote, now);
@@ -497,7 +497,15 @@ impl Node {
             return;
         }
         p.list = ConnectionList::Active;
-        info!(endpoint = %p.remote_endpoint, direction = %p.direction, "peer active");
+        p.was_active = true;
+        let endpoint = p.remote_endpoint;
+        info!(%endpoint, direction = %p.direction, peer, "peer active");
+        if self.seed_warned_at.remove(&endpoint).is_some() {
+            info!(%endpoint, "seed node reachable again");
+        }
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
         let dial_back = if p.direction == Direction::Inbound {
             p.potential_inbound_endpoints.clone()
         } else {

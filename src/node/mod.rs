@@ -125,6 +125,14 @@ pub struct Node {
     /// Connections that just got their address banned, closed once the commands already
     /// queued (the rejection the protocol sends them) are out: see [`Node::poll_command`].
     close_after_commands: Vec<(PeerId, TimePoint)>,
+    /// Seeds whose failure was last reported at WARN, and when: one warning per
+    /// [`SEED_WARN_INTERVAL_US`] however often the dial is retried.
+    seed_warned_at: HashMap<Endpoint, TimePoint>,
+    /// A sync is under way that has not yet been reported finished ("synced to block N").
+    sync_running: bool,
+    /// Whether sync progress goes to the log every second ("syncing" lines); off while the
+    /// runtime draws a progress bar on a terminal instead.
+    log_sync_progress: bool,
 }
 
 /// The node's public facts, for the status API.
@@ -319,6 +327,9 @@ impl Node {
             violations: [0; Violation::ALL.len()],
             refused_banned: 0,
             close_after_commands: Vec::new(),
+            seed_warned_at: HashMap::new(),
+            sync_running: false,
+            log_sync_progress: true,
             config,
         }
     }
@@ -461,7 +472,7 @@ impl Node {
         }
         if self.bans.is_banned(remote.address.to_ipv4(), now) {
             // Closed before the key exchange: a banned address costs us no curve arithmetic.
-            debug!(%remote, "refusing socket: address banned");
+            debug!(endpoint = %remote, "refusing socket: address banned");
             self.refused_banned += 1;
             return None;
         }
@@ -469,7 +480,7 @@ impl Node {
         let full = handshaking >= self.config.max_connections + EXTRA_HANDSHAKING_CONNECTIONS;
         if full || self.key_exchanges.len() >= MAX_INBOUND_KEY_EXCHANGES {
             let Some(oldest) = self.key_exchanges.first().copied() else {
-                warn!(%remote, handshaking, "refusing socket: too many handshaking connections");
+                warn!(endpoint = %remote, handshaking, "refusing socket: too many handshaking connections");
                 return None;
             };
             if let Some(p) = self.peers.get_mut(&oldest) {
@@ -543,15 +554,51 @@ impl Node {
             self.peers.remove(&peer);
             return;
         }
-        let ep = p.remote_endpoint;
-        debug!(%ep, error, "connection attempt failed");
-        let r = self.db.entry(ep);
+        let endpoint = p.remote_endpoint;
+        debug!(%endpoint, error, "connection attempt failed");
+        let r = self.db.entry(endpoint);
         r.last_connection_disposition = Disposition::LastConnectionFailed;
         r.number_of_failed_connection_attempts =
             r.number_of_failed_connection_attempts.saturating_add(1);
         r.set_error(error, now);
+        let failures = r.number_of_failed_connection_attempts;
+        let retry_in_s = (seed_aware_next_attempt(r) - now.0).max(0) / SECOND_US;
+        if self.seeds.contains(&endpoint) {
+            self.warn_seed_unreachable(endpoint, error, failures, retry_in_s, now);
+        }
         self.peers.remove(&peer);
         self.trigger_connect_loop(now);
+    }
+
+    /// Records why `peer`'s connection is ending, unless a cause is already known.
+    fn note_leave(&mut self, peer: PeerId, reason: &str) {
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.leave_reason.is_none()
+        {
+            p.leave_reason = Some(reason.to_string());
+        }
+    }
+
+    /// A seed could not be reached: WARN on the first failure, then at most once per
+    /// [`SEED_WARN_INTERVAL_US`], whatever the retry schedule.
+    fn warn_seed_unreachable(
+        &mut self,
+        endpoint: Endpoint,
+        error: &str,
+        failures: u32,
+        retry_in_s: i64,
+        now: TimePoint,
+    ) {
+        let due = self
+            .seed_warned_at
+            .get(&endpoint)
+            .is_none_or(|at| now.0 - at.0 >= SEED_WARN_INTERVAL_US);
+        if due {
+            warn!(%endpoint, error, failures, retry_in_s, "cannot reach seed node");
+            self.seed_warned_at.insert(endpoint, now);
+        } else {
+            debug!(%endpoint, error, failures, retry_in_s, "cannot reach seed node");
+        }
     }
 
     /// `bytes` were read from `peer`'s socket, after which `in_flight` bytes of a message not
@@ -598,6 +645,10 @@ impl Node {
             return;
         };
         warn!(endpoint = %p.remote_endpoint, error, "dropping peer: invalid data");
+        self.note_leave(peer, &format!("protocol error: {error}"));
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
         let exchanged = p.our_state != OurHelloState::NotSent;
         if !exchanged && p.direction == Direction::Outbound {
             if p.probe_for.is_some() {
@@ -642,6 +693,7 @@ impl Node {
             until = %ban.until,
             "banning the address"
         );
+        self.note_leave(peer, &format!("banned: {}", violation.name()));
         let others: Vec<PeerId> = self
             .peers
             .values()
@@ -703,6 +755,22 @@ impl Node {
             return;
         };
         debug!(endpoint = %p.remote_endpoint, list = p.list.name(), "connection closed");
+        if p.was_active {
+            let reason = p
+                .leave_reason
+                .as_deref()
+                .unwrap_or("connection closed by the peer");
+            info!(
+                endpoint = %p.remote_endpoint,
+                direction = %p.direction,
+                peer,
+                reason,
+                "peer left"
+            );
+            if self.connection_counts().active == 0 && !self.shutting_down {
+                info!("no active peers left");
+            }
+        }
         if let Some(ep) = p.remote_inbound_endpoint.filter(|e| e.port != 0) {
             if p.list == ConnectionList::Active {
                 self.db.update(&ep, |r| r.last_seen_time = now);
@@ -754,6 +822,7 @@ impl Node {
         if over {
             // A slow reader is not misbehaving (it may be on a slow link): closed, never scored.
             warn!(%endpoint, "send queue exceeded its limit; closing the connection");
+            self.note_leave(peer, "send queue exceeded its limit");
             self.close_now(peer, now);
         }
     }
@@ -794,7 +863,10 @@ impl Node {
                 r.set_error(reason, now);
             });
         }
-        info!(%endpoint, reason, "disconnecting");
+        debug!(%endpoint, reason, "disconnecting");
+        if p.leave_reason.is_none() {
+            p.leave_reason = Some(reason.to_string());
+        }
         if established {
             self.send(
                 peer,
@@ -949,12 +1021,15 @@ impl Node {
             return;
         };
         p.they_requested_close = true;
-        info!(
+        debug!(
             endpoint = %p.remote_endpoint,
             reason = %m.reason_for_closing,
-            error = m.closing_due_to_error,
+            due_to_error = m.closing_due_to_error,
             "peer is closing the connection"
         );
+        if p.leave_reason.is_none() {
+            p.leave_reason = Some(format!("closed by the peer: {}", m.reason_for_closing));
+        }
         self.close_now(peer, now);
     }
 
@@ -1207,15 +1282,18 @@ impl Node {
                             .is_some_and(|(_, s)| overdue(*s))
                         || (!p.sync.requested.is_empty() && overdue(p.sync.last_item_received));
                     if stalled {
-                        info!(endpoint = %p.remote_endpoint, "request timed out; dropping the peer");
-                        forcible.push(p.id);
+                        debug!(endpoint = %p.remote_endpoint, "request timed out; dropping the peer");
+                        forcible.push((p.id, "request timed out".to_string()));
                     } else if silent >= inactivity && p.in_flight_bytes > 0 {
-                        info!(
+                        debug!(
                             endpoint = %p.remote_endpoint,
                             in_flight = p.in_flight_bytes,
                             "message in flight slower than {rate} bytes/s; dropping the peer"
                         );
-                        forcible.push(p.id);
+                        forcible.push((
+                            p.id,
+                            format!("message in flight slower than {rate} bytes/s"),
+                        ));
                     } else if silent >= inactivity {
                         gentle.push(p.id);
                     } else if silent >= keepalive && t - p.last_keepalive_at.0 >= keepalive {
@@ -1226,12 +1304,13 @@ impl Node {
                     if p.closing_since
                         .is_some_and(|c| t - c.0 >= CLOSING_TIMEOUT_US)
                     {
-                        forcible.push(p.id);
+                        forcible.push((p.id, "closing timed out".to_string()));
                     }
                 }
             }
         }
-        for id in forcible {
+        for (id, reason) in forcible {
+            self.note_leave(id, &reason);
             self.close_now(id, now);
         }
         for id in gentle {
@@ -1369,3 +1448,6 @@ enum FirewallCheckResultKind {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod log_tests;

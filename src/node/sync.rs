@@ -173,7 +173,7 @@ impl Node {
         if caught_up {
             p.sync.we_need_sync_items = false;
             p.sync.remaining = 0;
-            debug!(peer, "in sync with peer");
+            debug!(endpoint = %p.remote_endpoint, peer, "in sync with peer");
             return;
         }
         p.sync.remaining = remaining;
@@ -182,6 +182,9 @@ impl Node {
             self.sync_target = self
                 .sync_target
                 .max(last.block_number().saturating_add(remaining));
+            if self.sync_target > self.delegate.head().number {
+                self.sync_running = true;
+            }
         }
         let fresh: Vec<BlockId> = ids
             .into_iter()
@@ -440,7 +443,7 @@ impl Node {
                 self.rate_window_blocks as f64 * SECOND_US as f64 / window as f64;
             self.rate_window_start = now;
             self.rate_window_blocks = 0;
-            if self.sync_target > head {
+            if self.sync_target > head && self.log_sync_progress {
                 info!(
                     head,
                     target = self.sync_target,
@@ -449,6 +452,18 @@ impl Node {
                 );
             }
         }
+        if self.sync_target > head {
+            self.sync_running = true;
+        } else if self.sync_running {
+            self.sync_running = false;
+            info!(head, "synced to block {head}");
+        }
+    }
+
+    /// Whether sync progress is logged every second while syncing ("syncing" lines): on by
+    /// default, off when the runtime draws a progress bar instead.
+    pub fn set_log_sync_progress(&mut self, on: bool) {
+        self.log_sync_progress = on;
     }
 
     /// Where sync stands.

@@ -158,6 +158,11 @@ pub struct PeerState {
     pub queued_bytes: usize,
     /// Set when the handshake timed out, recorded in the peer database on close.
     pub close_error: Option<String>,
+    /// Why the connection is ending, as the operator reads it in the "peer left" line: the
+    /// first cause noted wins (our goodbye's reason, theirs, a timeout, a protocol error, a ban).
+    pub leave_reason: Option<String>,
+    /// Whether the peer ever reached the active list (only those get a "peer left" line).
+    pub was_active: bool,
     pub firewall_check: Option<FirewallCheck>,
     /// A test connection for someone else's firewall check: no hello, closed after the key
     /// exchange.
@@ -220,6 +225,8 @@ impl PeerState {
             bytes_received: 0,
             queued_bytes: 0,
             close_error: None,
+            leave_reason: None,
+            was_active: false,
             firewall_check: None,
             probe_for: None,
             inventory_advertised_to_us: TimedSet::new(),

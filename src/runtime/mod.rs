@@ -13,6 +13,7 @@ pub mod fair;
 pub mod identity;
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
+
 use tracing::{info, warn};
 
 use crate::app::Delegate;
@@ -304,7 +306,6 @@ async fn start_listening(
     let p2p_endpoint = listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(ep) = p2p_endpoint.and_then(to_endpoint) {
         node.set_listen_endpoint(ep);
-        info!(endpoint = %ep, "listening for peers");
     }
     for seed in &config.seed_nodes {
         match tokio::net::lookup_host(seed.as_str()).await {
@@ -316,6 +317,20 @@ async fn start_listening(
             Err(e) => warn!(seed, error = %e, "cannot resolve seed node"),
         }
     }
+    // On a terminal the progress bar shows sync; elsewhere the log does.
+    let progress_bar = std::io::stderr().is_terminal();
+    node.set_log_sync_progress(!progress_bar);
+    let info = node.info(now);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        chain_id = %info.chain_id,
+        node_id = %info.node_id,
+        p2p_endpoint = info.p2p_endpoint.as_deref().unwrap_or("none (not listening)"),
+        data_dir = %config.data_dir.display(),
+        head = info.head_block_number,
+        head_id = %info.head_block_id,
+        "grapevine started"
+    );
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(64);
@@ -326,6 +341,7 @@ async fn start_listening(
     let task = tokio::spawn(
         NodeTask {
             progress: None,
+            progress_bar,
             node,
             clock,
             new_sources: Vec::new(),
@@ -382,6 +398,9 @@ impl ConnectionHandle {
 
 struct NodeTask {
     progress: Option<indicatif::ProgressBar>,
+    /// Whether sync shows as a progress bar (stderr is a terminal); otherwise the node logs
+    /// "syncing" lines, never both.
+    progress_bar: bool,
     node: Node,
     clock: Clock,
     /// Event channels of connections spawned since the run loop last took them.
@@ -457,11 +476,10 @@ impl NodeTask {
 
     /// A progress bar on a terminal while syncing.
     fn show_progress(&mut self) {
-        use std::io::IsTerminal;
         let p = self.node.sync_progress();
         let head = u64::from(self.node.delegate().head().number);
         match (&self.progress, p.syncing) {
-            (None, true) if std::io::stderr().is_terminal() => {
+            (None, true) if self.progress_bar => {
                 let bar = indicatif::ProgressBar::new(u64::from(p.sync_target_block));
                 if let Ok(style) = indicatif::ProgressStyle::with_template(
                     "syncing {bar:40} {pos}/{len} blocks ({msg})",

@@ -1,0 +1,227 @@
+//! What the node core tells the operator: each test installs a subscriber that writes into a
+//! buffer and counts the lines a scenario on the simulated network produces.
+
+use std::sync::{Arc, Mutex};
+
+use super::config::*;
+use super::sim::{SimNet, listen_endpoint, test_node_id};
+use super::*;
+use crate::app::relay_store::make_test_chain;
+use crate::wire::message::msg_type;
+
+fn cfg() -> NodeConfig {
+    NodeConfig {
+        chain_id: "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0"
+            .parse()
+            .unwrap(),
+        desired_connections: 20,
+        max_connections: 200,
+        ..NodeConfig::default()
+    }
+}
+
+/// A log captured at INFO and above, as plain text lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Runs `f` with this buffer as the thread's log.
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let me = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || me.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Lines at `level` (`"WARN"`, `"INFO"`) containing `text`.
+    fn count(&self, level: &str, text: &str) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l.trim_start().starts_with(level) && l.contains(text))
+            .count()
+    }
+}
+
+#[test]
+fn a_dead_seed_warns_once_per_interval_not_on_every_retry() {
+    let log = Captured::default();
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let seed = listen_endpoint(7);
+    log.run(|| {
+        net.nodes[a].add_seed(seed, net.now);
+        // Well within the warning interval: many retries, one warning.
+        net.advance(SEED_WARN_INTERVAL_US / 2);
+    });
+    let failures = net.nodes[a]
+        .peer_db()
+        .get(&seed)
+        .unwrap()
+        .number_of_failed_connection_attempts;
+    assert!(failures >= 3, "retried {failures} times");
+    assert_eq!(
+        log.count("WARN", "cannot reach seed node"),
+        1,
+        "{:?}",
+        log.lines()
+    );
+    let first = log
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("cannot reach seed node"))
+        .unwrap();
+    assert!(first.contains(&format!("endpoint={seed}")), "{first}");
+    assert!(first.contains("error="), "{first}");
+    // Still down after the interval: reminded once more.
+    log.run(|| net.advance(SEED_WARN_INTERVAL_US / 2 + SEED_MAX_RETRY_US));
+    assert_eq!(
+        log.count("WARN", "cannot reach seed node"),
+        2,
+        "{:?}",
+        log.lines()
+    );
+}
+
+#[test]
+fn a_seed_that_comes_back_is_announced_once() {
+    let log = Captured::default();
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let seed = listen_endpoint(1);
+    log.run(|| {
+        net.nodes[a].add_seed(seed, net.now);
+        net.advance(1);
+        let s = net.add_node(cfg(), test_node_id(2));
+        assert_eq!(listen_endpoint(s), seed);
+        net.advance(SEED_MAX_RETRY_US + CONNECT_LOOP_INTERVAL_US);
+    });
+    assert_eq!(net.nodes[a].connection_counts().active, 1);
+    assert_eq!(log.count("WARN", "cannot reach seed node"), 1);
+    assert_eq!(log.count("INFO", "seed node reachable again"), 1);
+}
+
+#[test]
+fn sync_ends_with_one_synced_line() {
+    let log = Captured::default();
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let blocks = make_test_chain(Default::default(), 300, 1_600_000_000);
+    let now = net.now;
+    for blk in &blocks {
+        let b = net.nodes[a].broadcast(msg_type::BLOCK, blk.clone(), now);
+        assert_eq!(b.outcome, BroadcastOutcome::Accepted);
+    }
+    let late = net.add_node(c, test_node_id(3));
+    log.run(|| {
+        let now = net.now;
+        net.nodes[late].add_node(listen_endpoint(a), now);
+        net.advance(10 * SECOND_US);
+    });
+    assert_eq!(net.nodes[late].delegate().head().number, 300);
+    assert_eq!(
+        log.count("INFO", "synced to block 300"),
+        1,
+        "{:?}",
+        log.lines()
+    );
+    assert_eq!(log.count("INFO", "synced to block"), 1, "{:?}", log.lines());
+}
+
+#[test]
+fn no_syncing_lines_while_a_progress_bar_shows_sync() {
+    let log = Captured::default();
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    net.nodes[a].set_log_sync_progress(false);
+    // Blocks applied over several seconds, with a target ahead of them.
+    net.nodes[a].sync_target = 1000;
+    net.nodes[a].sync_running = true;
+    log.run(|| {
+        for s in 1..5 {
+            net.nodes[a].blocks_applied(1, TimePoint(net.now.0 + s * 2 * SECOND_US));
+        }
+    });
+    assert_eq!(log.count("INFO", "syncing"), 0, "{:?}", log.lines());
+    net.nodes[a].set_log_sync_progress(true);
+    log.run(|| {
+        net.nodes[a].blocks_applied(1, TimePoint(net.now.0 + 20 * SECOND_US));
+    });
+    assert_eq!(log.count("INFO", "syncing"), 1, "{:?}", log.lines());
+}
+
+#[test]
+fn a_peer_arriving_and_leaving_gives_one_info_line_each_with_the_reason() {
+    let log = Captured::default();
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let b = net.add_node(cfg(), test_node_id(2));
+    log.run(|| {
+        let now = net.now;
+        net.nodes[a].add_node(listen_endpoint(b), now);
+        net.advance(SECOND_US);
+    });
+    assert_eq!(net.nodes[a].connection_counts().active, 1);
+    // One "peer active" line on each side, with the direction.
+    assert_eq!(log.count("INFO", "peer active"), 2, "{:?}", log.lines());
+    assert_eq!(
+        log.count("INFO", "direction=outbound"),
+        1,
+        "{:?}",
+        log.lines()
+    );
+    let before = log.lines().len();
+    log.run(|| {
+        let now = net.now;
+        net.nodes[b].shutdown(now);
+        net.advance(SECOND_US);
+    });
+    assert_eq!(net.nodes[a].connection_counts().active, 0);
+    let left: Vec<String> = log.lines()[before..]
+        .iter()
+        .filter(|l| l.contains("peer left"))
+        .cloned()
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let at_a = left
+        .iter()
+        .find(|l| l.contains("closed by the peer"))
+        .expect("a hears b's reason");
+    assert!(at_a.contains("Peer is shutting down"), "{at_a}");
+    assert!(
+        at_a.contains(&format!("endpoint={}", listen_endpoint(b))),
+        "{at_a}"
+    );
+    // a is alone now: said once; b is shutting down and says nothing of it.
+    assert_eq!(
+        log.count("INFO", "no active peers left"),
+        1,
+        "{:?}",
+        log.lines()
+    );
+    // The goodbye itself is not a second INFO line.
+    assert_eq!(log.count("INFO", "disconnecting"), 0);
+    assert_eq!(log.count("INFO", "peer is closing"), 0);
+}
