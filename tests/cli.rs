@@ -1,9 +1,12 @@
 //! The `grapevine` binary: inspect every framed vector, encode it back, and refuse bad input.
 
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use support::temp_path;
 
 fn grapevine(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_grapevine"))
@@ -107,12 +110,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn temp_path(name: &str) -> std::path::PathBuf {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).unwrap();
-    std::env::temp_dir().join(format!("grapevine-cli-{name}-{}", hex::encode(id)))
 }
 
 #[test]

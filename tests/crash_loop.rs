@@ -15,7 +15,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,7 +30,7 @@ use grapevine::wire::types::CompactSignatureBytes;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::{CHAIN, RawPeer, connect_from, random_node_id};
+use support::{CHAIN, RawPeer, connect_from, random_node_id, temp_dir};
 
 /// Kills (and restarts) of the node under test.
 const KILLS: usize = 20;
@@ -120,14 +120,6 @@ fn banned(rpc: u16) -> Option<BTreeSet<String>> {
             .filter_map(|b| b["ip"].as_str().map(str::to_string))
             .collect(),
     )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).unwrap();
-    let d = std::env::temp_dir().join(format!("grapevine-crash-{name}-{}", hex::encode(id)));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Every file the node reads at start parses, and nothing was moved aside. Returns the key.

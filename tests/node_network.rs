@@ -243,3 +243,34 @@ async fn max_connections_holds_and_rejected_dialers_get_addresses() {
     assert!(info.connections.active <= 8);
     a.shutdown().await;
 }
+
+/// The chain id has one source: an application serving another chain than the configured one
+/// is refused at start, before anything listens.
+#[tokio::test]
+async fn an_application_for_another_chain_is_refused_at_start() {
+    use grapevine::app::relay_store::RelayStore;
+    use grapevine::runtime::{StartError, start_with_delegate};
+    use grapevine::wire::types::Sha256;
+
+    let other = Sha256([9; 32]);
+    let store = RelayStore::in_memory(other).unwrap();
+    let c = config(temp_dir("chain-mismatch"), vec![]);
+    match start_with_delegate(c, Box::new(store)).await {
+        Err(StartError::ChainMismatch {
+            configured,
+            application,
+        }) => {
+            assert_eq!(configured, CHAIN.parse().unwrap());
+            assert_eq!(application, other);
+        }
+        Err(e) => panic!("expected a chain mismatch, got {e}"),
+        Ok(_) => panic!("a node for another chain started"),
+    }
+    // The same application on the configured chain starts.
+    let store = RelayStore::in_memory(CHAIN.parse().unwrap()).unwrap();
+    let c = config(temp_dir("chain-match"), vec![]);
+    let h = start_with_delegate(c, Box::new(store))
+        .await
+        .expect("starts");
+    h.shutdown().await;
+}

@@ -1,12 +1,15 @@
 //! `grapevine run` as separate processes: a line of five becomes a mesh; SIGINT exits 0 with
 //! the peer database flushed.
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::temp_dir;
 
 const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
 
@@ -61,14 +64,6 @@ fn http_get_text(rpc: u16, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).unwrap();
-    let d = std::env::temp_dir().join(format!("grapevine-proc-{name}-{}", hex::encode(id)));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]

@@ -940,11 +940,9 @@ proptest! {
 
     /// Times anywhere in the i64 range fc::raw can carry.
     ///
-    /// KNOWN FAILURE (bug in src/wire/time.rs): a time_point before 0000-01-01 or after
-    /// 9999-12-31T23:59:59.999999 prints as e.g. "10000-01-01T00:00:00" or
-    /// "-001-12-31T23:59:59.999999", which `time::parse_micros` (exactly 4 year digits)
-    /// refuses, so `message_from_document` errs. Minimal inputs: 253402300800000000 and
-    /// -62167219200000001 microseconds.
+    /// Years outside 0000..=9999 included: such a time_point prints with more than four year
+    /// digits or a sign (e.g. "10000-01-01T00:00:00", "-001-12-31T23:59:59.999999") and must
+    /// read back to the same microsecond.
     #[test]
     fn json_document_round_trips_any_time_point(t in time_point(true)) {
         document_round_trip(&Message::CurrentTimeRequest(CurrentTimeRequestMessage {
@@ -954,10 +952,9 @@ proptest! {
 
     /// Object keys may be anything, `$int64` included.
     ///
-    /// KNOWN FAILURE (bug in src/wire/variant.rs): a nested `Variant::Object` whose only key
-    /// is `$int64` prints the same in plain and lossless JSON, so no hint is recorded, and
-    /// reading it back takes it for the int64 marker: `{"$int64": null}` is refused ("$int64
-    /// takes an integer") and `{"$int64": 5}` silently becomes `Int64(5)`.
+    /// A nested object whose only key is `$int64` is an object, not the int64 marker, in
+    /// both directions: `{"$int64": null}` is not refused and `{"$int64": 5}` does not turn
+    /// into `Int64(5)`.
     #[test]
     fn json_int64_marker_key_is_lossless(m in message_with(Gen { special_keys: true, full_time_range: false })) {
         document_round_trip(&m)?;

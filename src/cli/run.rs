@@ -35,6 +35,8 @@ pub struct RunArgs {
     /// A config file with any of these settings: INI as witness_node's config.ini, or TOML
     /// (chosen by the .ini/.toml extension, else by content). It wins over
     /// <data-dir>/config.ini; the command line wins over both.
+    // The help text shows <data-dir> as written; it is not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory holding the node key, the peer database, the store and config.ini

@@ -119,7 +119,7 @@ pub fn message_decode(data: &[u8]) -> bool {
 
 /// `handshake`: the bytes a peer sends, from its ephemeral key on, fed to
 /// [`absorb_untrusted`] (the key exchange against the fixed
-/// [`grapevine::wire::channel::FUZZ_EPHEMERAL_SECRET`], then decryption, framing and message
+/// [`crate::wire::channel::FUZZ_EPHEMERAL_SECRET`], then decryption, framing and message
 /// decoding). Returns the number of messages decoded, or `None` if the channel failed.
 pub fn handshake(data: &[u8]) -> Option<usize> {
     absorb_untrusted(data).ok().map(|messages| messages.len())

@@ -123,7 +123,7 @@ pub fn encrypted_stream(peer_secret: &[u8; 32], frames: &[&[u8]]) -> Result<Vec<
     Ok(out)
 }
 
-/// The seeds of the target called `target` (one of [`crate::TARGETS`]).
+/// The seeds of the target called `target` (one of `grapevine_fuzz::TARGETS`, in `fuzz/`).
 pub fn corpus(target: &str) -> Result<Vec<Seed>, LoadError> {
     let messages = vector_messages()?;
     let mut seeds = Vec::new();

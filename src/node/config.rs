@@ -114,6 +114,10 @@ impl AdvertiseAlgorithm {
 /// What the node core needs to know about its configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The chain this node serves (`--chain-id`). The runtime builds the default application
+    /// from it and refuses to start an application that serves another chain
+    /// ([`crate::runtime::StartError::ChainMismatch`]); the node core itself takes the id from
+    /// its [`crate::app::Delegate`], so the two never differ in a running node.
     pub chain_id: Sha256,
     pub user_agent: String,
     pub desired_connections: usize,

@@ -146,6 +146,12 @@ pub enum StartError {
     Store(PathBuf, String),
     #[error("cannot read {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// The application serves another chain than the configured one.
+    #[error("the configured chain id {configured} is not the application's chain id {application}")]
+    ChainMismatch {
+        configured: crate::wire::types::Sha256,
+        application: crate::wire::types::Sha256,
+    },
 }
 
 /// A running node.
@@ -285,6 +291,14 @@ async fn start_listening(
     delegate: Box<dyn Delegate>,
     listener: Option<TcpListener>,
 ) -> Result<NodeHandle, StartError> {
+    // One chain: the configured id builds the default application, and an application given by
+    // the caller must serve that same chain (the node core takes the id from the application).
+    if delegate.chain_id() != config.node.chain_id {
+        return Err(StartError::ChainMismatch {
+            configured: config.node.chain_id,
+            application: delegate.chain_id(),
+        });
+    }
     let dir = p2p_dir(&config.data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
     let clock = Clock::new();

@@ -19,13 +19,43 @@ use tokio::net::TcpStream;
 
 pub const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
 
-/// A fresh temporary data directory (removed by the caller if it cares).
+/// A fresh temporary directory `grapevine-test-{name}-{random}` in the system temp dir,
+/// removed when the calling thread ends (see [`temp_path`]).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).unwrap();
-    let dir = std::env::temp_dir().join(format!("grapevine-test-{name}-{}", hex::encode(id)));
+    let dir = temp_path(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A fresh, not yet created path `grapevine-test-{name}-{random}` in the system temp dir.
+///
+/// Whatever is at the path when the calling thread ends is removed. libtest runs each test on
+/// its own thread and `#[tokio::test]` drops its runtime (and with it every node the test
+/// started) before the test function returns, so the directory outlives every node and
+/// process that uses it, including restarts on the same directory within one test, and is
+/// gone before the next test binary runs.
+pub fn temp_path(name: &str) -> PathBuf {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap();
+    let path = std::env::temp_dir().join(format!("grapevine-test-{name}-{}", hex::encode(id)));
+    CREATED.with(|c| c.borrow_mut().0.push(path.clone()));
+    path
+}
+
+/// The paths [`temp_path`] handed out on this thread; removing them is its destructor's job.
+struct Created(Vec<PathBuf>);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for path in self.0.drain(..) {
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+thread_local! {
+    static CREATED: std::cell::RefCell<Created> = const { std::cell::RefCell::new(Created(Vec::new())) };
 }
 
 pub fn config(data_dir: PathBuf, seeds: Vec<String>) -> RuntimeConfig {
