@@ -243,7 +243,9 @@ fn full_node_rejects_but_still_hands_out_addresses() {
     let mut rejected = 0;
     for &d in &dialers {
         let r = rejections(&net, hub, d);
-        if r.is_empty() {
+        // A dialer the hub accepted may hear "already connected" on the hub's dial-back (the
+        // duplicate that proves its endpoint), when the hub still had a slot to dial it.
+        if r.is_empty() || r == [RejectionReason::AlreadyConnected] {
             continue;
         }
         rejected += 1;
