@@ -772,3 +772,33 @@ fn unrequested_items_disconnect() {
     net.pump();
     assert_eq!(counts(&net, 1).active, 0);
 }
+
+#[test]
+fn a_node_that_catches_up_by_sync_tells_its_in_sync_peers() {
+    // b and c are in sync at block 0; then b meets a, which has 10 blocks, and syncs them. No
+    // new block follows, so no gossip will tell c: b itself must.
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let b = net.add_node(c.clone(), test_node_id(2));
+    let behind = net.add_node(c, test_node_id(3));
+    let blocks = make_test_chain(Ripemd160::default(), 10, 1_600_000_000);
+    connect(&mut net, behind, b);
+    net.advance(SECOND_US);
+    let now = net.now;
+    for blk in &blocks {
+        net.nodes[a]
+            .broadcast(msg_type::BLOCK, blk.clone(), now)
+            .unwrap();
+    }
+    connect(&mut net, b, a);
+    net.advance(5 * SECOND_US);
+    assert_eq!(net.nodes[b].delegate().head().number, 10);
+    assert_eq!(net.nodes[behind].delegate().head().number, 10);
+    assert!(
+        !net.sent(b, behind, msg_type::FETCH_BLOCKCHAIN_ITEM_IDS)
+            .is_empty(),
+        "b restarted sync with its in-sync peer"
+    );
+}
