@@ -94,6 +94,17 @@ impl RelayStore {
         Self::with_database(db, chain_id)
     }
 
+    /// A store on any redb storage backend (the simulator's crash-safe memory disk).
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        chain_id: Sha256,
+    ) -> Result<Self, DelegateError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(local)?;
+        Self::with_database(db, chain_id)
+    }
+
     fn with_database(db: Database, chain_id: Sha256) -> Result<Self, DelegateError> {
         let tx = db.begin_write().map_err(local)?;
         for t in [BLOCKS, BLOCK_BY_HASH, TRXS] {

@@ -424,6 +424,30 @@ impl Node {
             if applied == 0 {
                 return;
             }
+            self.resync_in_sync_peers(now);
+        }
+    }
+
+    /// Sync blocks joined our chain, and nobody hears of them by gossip: ask every peer that is
+    /// in sync with us both ways for ids after our new head (the reference restarts
+    /// synchronization with them). A peer that lacks our head learns from the request that we
+    /// are ahead and syncs from us; without this, a node that caught up while it bridged a part
+    /// of the network that is behind would never tell that part.
+    fn resync_in_sync_peers(&mut self, now: TimePoint) {
+        let in_sync: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.list == ConnectionList::Active
+                    && !p.sync.peer_needs_sync_items
+                    && !p.sync.we_need_sync_items
+                    && p.sync.ids_to_get.is_empty()
+                    && p.sync.requested.is_empty()
+            })
+            .map(|p| p.id)
+            .collect();
+        for peer in in_sync {
+            self.start_sync(peer, now);
         }
     }
 
