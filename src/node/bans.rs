@@ -305,7 +305,7 @@ mod tests {
     const HOUR: i64 = 3600 * SECOND_US;
 
     fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, n)
+        Ipv4Addr::new(127, 0, 10, n)
     }
 
     fn at(us: i64) -> TimePoint {

@@ -525,7 +525,7 @@ mod tests {
         p.closing_since = Some(TimePoint(1));
         assert_eq!(node.check_invariants(), Ok(()));
         node.add_once = (0..=MAX_ADD_ONCE as u16)
-            .map(|port| Endpoint::new(Ipv4Addr::new(10, 0, 0, 1), port))
+            .map(|port| Endpoint::new(Ipv4Addr::new(127, 0, 10, 1), port))
             .collect();
         assert!(matches!(
             broken(node),
@@ -538,7 +538,7 @@ mod tests {
         // tests show it); filling it leaves the node sound.
         for port in 0..=MAX_PEER_RECORDS as u16 {
             node.db
-                .entry(Endpoint::new(Ipv4Addr::new(10, 0, 0, 2), port));
+                .entry(Endpoint::new(Ipv4Addr::new(127, 0, 10, 2), port));
         }
         assert_eq!(node.db.len(), MAX_PEER_RECORDS);
         assert_eq!(node.check_invariants(), Ok(()));

@@ -1126,8 +1126,8 @@ use crate::wire::types::{CompactSignatureBytes, IpAddress};
 use crate::wire::variant::VariantObject;
 use bans::Violation;
 
-const EVIL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
-const HONEST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 6);
+const EVIL: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 5);
+const HONEST: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 6);
 const DIGEST: [u8; 32] = [7; 32];
 
 /// A hello signed by `key` over `digest`.
