@@ -12,7 +12,7 @@ use std::time::Instant;
 use clap::Parser;
 use grapevine::node::sim::LinkModel;
 use grapevine::node::sim::chaos::{ChaosConfig, ChaosObserver, ChaosReport, run_keeping_network};
-use grapevine::node::sim::{SIM_START_US, SimNet};
+use grapevine::node::sim::{Hostility, SIM_START_US, SimNet};
 
 /// Simulate a grapevine network under chaos.
 #[derive(Debug, Parser)]
@@ -27,6 +27,10 @@ struct Args {
     /// Share of hostile nodes, percent.
     #[arg(long, default_value_t = 5.0)]
     hostile_percent: f64,
+    /// Only hostile nodes of these kinds, in turn (repeatable): unrequested_items,
+    /// bad_hello_signature, garbage_frames, inventory_flood, advertise_never_serve.
+    #[arg(long, value_parser = parse_kind)]
+    hostile_kind: Vec<Hostility>,
     /// Share of nodes killed and restarted, percent.
     #[arg(long, default_value_t = 20.0)]
     kill_percent: f64,
@@ -77,9 +81,14 @@ struct Args {
     trace: Vec<usize>,
 }
 
+fn parse_kind(s: &str) -> Result<Hostility, String> {
+    Hostility::from_name(s).ok_or_else(|| format!("unknown hostile kind {s:?}"))
+}
+
 fn config(a: &Args) -> ChaosConfig {
     let mut c = ChaosConfig::new(a.seed, a.nodes);
     c.hostile_percent = a.hostile_percent;
+    c.hostile_kinds = a.hostile_kind.clone();
     c.kill_percent = a.kill_percent;
     c.items = a.items;
     c.partition = !a.no_partition;

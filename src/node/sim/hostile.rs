@@ -50,6 +50,11 @@ impl Hostility {
         }
     }
 
+    /// The kind with this [`Hostility::name`].
+    pub fn from_name(name: &str) -> Option<Hostility> {
+        Hostility::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// What the hostile node really sends when its core sends `message`; `None` to send
     /// nothing.
     pub fn outgoing(self, message: Message) -> Option<Message> {

@@ -259,8 +259,12 @@ fn hostile_connections(net: &SimNet<ChaosObserver>, hostile: &[bool]) -> Vec<(us
 /// long".
 ///
 /// Extend here once honest nodes ban misbehaving addresses: every hostile node that attacked an
-/// honest node is banned by it, and no honest node has any connection to a hostile node at the
-/// end.
+/// honest node is banned by it (`net.observer.hostile_dropped_by` lists the pairs where an
+/// honest node dropped a hostile one; each node has its own address, [`node_ip`]), and no
+/// honest node has any connection to a hostile node at the end. Mind restarts: a node killed
+/// and restarted keeps only what it persisted.
+///
+/// [`node_ip`]: crate::node::sim::node_ip
 pub fn check_hostiles(net: &SimNet<ChaosObserver>, hostile: &[bool], violations: &mut Vec<String>) {
     for (i, age) in hostile_connections(net, hostile) {
         if age > HOSTILE_EXPOSURE_LIMIT_US {

@@ -55,6 +55,8 @@ pub struct ChaosConfig {
     pub nodes: usize,
     /// Share of nodes that are hostile, percent.
     pub hostile_percent: f64,
+    /// The kinds hostile nodes are, handed out in turn (empty: every kind).
+    pub hostile_kinds: Vec<Hostility>,
     /// Share of nodes killed (and restarted), percent.
     pub kill_percent: f64,
     /// Items broadcast, alternately transactions and blocks.
@@ -99,6 +101,7 @@ impl ChaosConfig {
             seed,
             nodes,
             hostile_percent: 5.0,
+            hostile_kinds: Vec::new(),
             kill_percent: 20.0,
             items: 40,
             partition: true,
@@ -231,7 +234,12 @@ pub fn run_keeping_network(
     let mut kinds = Vec::new();
     let mut hostility = vec![None; n];
     for (k, &h) in others[..hostile_count].iter().enumerate() {
-        let kind = Hostility::ALL[k % Hostility::ALL.len()];
+        let kinds_in_turn = if config.hostile_kinds.is_empty() {
+            &Hostility::ALL[..]
+        } else {
+            &config.hostile_kinds[..]
+        };
+        let kind = kinds_in_turn[k % kinds_in_turn.len()];
         hostility[h] = Some(kind);
         kinds.push(kind.name());
     }

@@ -39,6 +39,8 @@ pub struct ChaosObserver {
     /// active.
     pub hostile_closes: u64,
     pub hostile_active_closes: u64,
+    /// (honest node, hostile node) pairs where the honest node dropped the hostile one.
+    pub hostile_dropped_by: std::collections::BTreeSet<(usize, usize)>,
     /// Hello rejections honest nodes sent, by reason.
     pub rejections: std::collections::BTreeMap<String, u64>,
     /// Closing messages honest nodes sent, by reason.
@@ -181,8 +183,9 @@ impl Observer for ChaosObserver {
 
     fn on_close(&mut self, _at: TimePoint, i: usize, peer: &PeerState) {
         let remote = node_of_ip(peer.remote_endpoint.address.to_ipv4());
-        if self.honest(i) && remote.is_some_and(|r| !self.honest(r)) {
+        if let Some(r) = remote.filter(|&r| self.honest(i) && !self.honest(r)) {
             self.hostile_closes += 1;
+            self.hostile_dropped_by.insert((i, r));
             if peer.our_state == OurHelloState::Accepted
                 && peer.their_state == TheirHelloState::Accepted
             {
