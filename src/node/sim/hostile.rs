@@ -3,6 +3,7 @@
 //! it keeps coming back); [`Hostility::outgoing`] rewrites or swallows what its core sends, and
 //! [`SimNet::hostile_tick`] injects its attack on every connection it has up.
 
+use crate::app::relay_store::make_test_chain;
 use crate::peer::ConnectionList;
 use crate::wire::Message;
 use crate::wire::message::{ItemIdsInventoryMessage, msg_type};
@@ -17,7 +18,7 @@ const ADVERTISED_PER_TICK: usize = 3;
 /// How a hostile node misbehaves (rows of the hostile-peer table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hostility {
-    /// Sends transactions nobody asked for.
+    /// Sends transactions and blocks nobody asked for.
     UnrequestedItems,
     /// Signs its hello over the wrong digest.
     BadHelloSignature,
@@ -101,8 +102,16 @@ impl<O: Observer> SimNet<O> {
             };
             match kind {
                 Hostility::UnrequestedItems => {
-                    let trx = super::make_trx(self.rng.next_u64(), u32::MAX);
-                    self.put_on_link(c, i, to, Message::Trx(trx), false);
+                    // A transaction or a block (of a chain nobody has), in turn at random.
+                    let nonce = self.rng.next_u64();
+                    let m = if nonce & 1 == 0 {
+                        Message::Trx(super::make_trx(nonce, u32::MAX))
+                    } else {
+                        let parent = Ripemd160(self.rng.bytes());
+                        let blocks = make_test_chain(parent, 1, 1_600_000_000);
+                        Message::Block(blocks.into_iter().next().unwrap_or_default())
+                    };
+                    self.put_on_link(c, i, to, m, false);
                 }
                 Hostility::GarbageFrames => {
                     let Some(conn) = self.conns.get(&c) else {

@@ -14,7 +14,7 @@
 //! - Items (transactions and blocks, alternately) are broadcast at random live honest nodes
 //!   until [`ChaosConfig::items_end_us`]; the run ends at [`ChaosConfig::end_us`].
 //!
-//! # What is checked ([`checks`])
+//! # What is checked (the `checks` module)
 //! - **Coverage.** Call a connection between two live honest nodes *gossiping* while it is
 //!   active at both ends and neither end is syncing from the other (the protocol advertises
 //!   inventory only over such connections). For an item accepted at time `t` by node `s`, take
