@@ -100,6 +100,13 @@ pub trait Delegate: Send {
 
     /// Drops what has expired (e.g. transactions past their expiration).
     fn prune(&mut self, _now: TimePoint) {}
+
+    /// Makes everything accepted so far durable. The node calls it before it advertises
+    /// items, so an application may write transactions lazily and pay for one sync per batch
+    /// of advertisements rather than one per transaction. The default has nothing to do.
+    fn make_durable(&mut self) -> Result<(), DelegateError> {
+        Ok(())
+    }
 }
 
 /// The synopsis numbers for a chain whose head is `head`: head, head-1, head-3, head-7, …,

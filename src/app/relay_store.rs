@@ -8,7 +8,9 @@
 //! parent arrives: a peer is never blamed for sending blocks out of order.
 //!
 //! Every batch handed to [`Delegate::handle_blocks`] is one durable redb transaction, so a
-//! block the node was told is accepted survives a kill at any instant.
+//! block the node was told is accepted survives a kill at any instant. Transactions are
+//! written without a sync and made durable together by [`Delegate::make_durable`], which the
+//! node calls before advertising them: one sync per batch, and nothing advertised is lost.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,12 +30,6 @@ pub const STORE_FILE: &str = "relay.redb";
 pub const MAX_HELD_BLOCKS: usize = 4096;
 /// Bytes of blocks held while waiting for their parent.
 pub const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
-
-/// Transactions are mempool items, refetched from peers if lost: their commits reach the disk
-/// at least this often (and with any block or prune commit), not one fsync each.
-pub const TRX_DURABLE_EVERY: usize = 256;
-/// …and at least this often (µs), whichever comes first.
-pub const TRX_DURABLE_INTERVAL_US: i64 = 1_000_000;
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const CHAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("chain");
@@ -71,9 +67,8 @@ pub struct RelayStore {
     held_bytes: usize,
     held_count: usize,
     held_order: u64,
-    /// Transaction commits since the last durable one, and when that was.
-    trx_since_durable: usize,
-    last_durable_trx: TimePoint,
+    /// Whether transactions were committed without a sync since the last durable commit.
+    trx_not_durable: bool,
 }
 
 impl RelayStore {
@@ -123,8 +118,7 @@ impl RelayStore {
             held_bytes: 0,
             held_count: 0,
             held_order: 0,
-            trx_since_durable: 0,
-            last_durable_trx: TimePoint(0),
+            trx_not_durable: false,
         };
         store.head = store.read_head()?;
         Ok(store)
@@ -408,6 +402,8 @@ impl Delegate for RelayStore {
             warn!(error = %e, "cannot commit blocks");
             return blocks.iter().map(|_| Err(local(&e))).collect();
         }
+        // That commit was durable, and so is every transaction written before it.
+        self.trx_not_durable = false;
         self.head = head;
         for (previous, data) in to_hold {
             debug!(%previous, "holding a block until its parent arrives");
@@ -424,11 +420,7 @@ impl Delegate for RelayStore {
         }
         let hash = message_hash(data);
         let mut tx = self.db.begin_write().map_err(local)?;
-        let durable = self.trx_since_durable + 1 >= TRX_DURABLE_EVERY
-            || now.0 - self.last_durable_trx.0 >= TRX_DURABLE_INTERVAL_US;
-        if !durable {
-            tx.set_durability(Durability::None).map_err(local)?;
-        }
+        tx.set_durability(Durability::None).map_err(local)?;
         {
             let mut trxs = tx.open_table(TRXS).map_err(local)?;
             trxs.insert(hash.as_bytes().as_slice(), data)
@@ -439,12 +431,18 @@ impl Delegate for RelayStore {
             exp.insert(key.as_slice(), ()).map_err(local)?;
         }
         tx.commit().map_err(local)?;
-        if durable {
-            self.trx_since_durable = 0;
-            self.last_durable_trx = now;
-        } else {
-            self.trx_since_durable += 1;
+        self.trx_not_durable = true;
+        Ok(())
+    }
+
+    fn make_durable(&mut self) -> Result<(), DelegateError> {
+        if !self.trx_not_durable {
+            return Ok(());
         }
+        // A durable commit makes every earlier non-durable one durable with it.
+        let tx = self.db.begin_write().map_err(local)?;
+        tx.commit().map_err(local)?;
+        self.trx_not_durable = false;
         Ok(())
     }
 

@@ -175,6 +175,12 @@ pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
 /// room for blocks (the reference's 2 minutes × 1000 transactions a second).
 pub const MAX_TRX_INVENTORY_PER_PEER: usize = 120_000;
 /// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
+/// Transactions fetched from peers are advertised in batches: at most this long (µs) after
+/// the first of a batch arrived, after one durable commit of the whole batch
+/// ([`crate::app::Delegate::make_durable`]). Blocks, broadcasts and our own timers advertise at
+/// once (with whatever transactions are waiting).
+pub const ADVERTISE_BATCH_US: i64 = 5_000;
+
 pub const INVENTORY_MEMORY_US: i64 = 2 * 60 * SECOND_US;
 /// Items asked of one peer per fetch pass in normal operation
 /// (GRAPHENE_NET_MAX_ITEMS_PER_PEER_DURING_NORMAL_OPERATION). As in the reference, only a peer

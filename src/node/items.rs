@@ -29,8 +29,13 @@ impl Node {
     /// items it has not told us about and we have not told it about. Costs O(peers × new
     /// items), each check O(1).
     pub(super) fn advertise_inventory(&mut self, now: TimePoint) {
+        self.next_advertise = i64::MAX;
         if self.new_inventory.is_empty() {
             return;
+        }
+        // Nothing is advertised that a crash could take back.
+        if let Err(e) = self.delegate.make_durable() {
+            warn!(error = %e, "cannot make accepted items durable; advertising them anyway");
         }
         let items = std::mem::take(&mut self.new_inventory);
         self.new_inventory_set.clear();
@@ -366,7 +371,12 @@ impl Node {
         }
         if item_type == msg_type::TRX {
             match self.delegate.handle_transaction(&data, now) {
-                Ok(()) => self.announce(item),
+                Ok(()) => {
+                    self.announce(item);
+                    self.next_advertise = self
+                        .next_advertise
+                        .min(now.0.saturating_add(ADVERTISE_BATCH_US));
+                }
                 Err(e) => {
                     debug!(error = %e, "transaction refused");
                     self.recently_failed
@@ -396,8 +406,10 @@ impl Node {
                 }
                 Some(Err(e)) => warn!(error = %e, "could not apply a block"),
             }
+            // Blocks are durable once applied: advertised at once, with any waiting
+            // transactions.
+            self.advertise_inventory(now);
         }
-        self.advertise_inventory(now);
         self.fetch_items(now);
     }
 

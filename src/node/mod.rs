@@ -84,6 +84,8 @@ pub struct Node {
     delegate: Box<dyn Delegate>,
     new_inventory: Vec<ItemId>,
     new_inventory_set: HashSet<ItemId>,
+    /// When waiting transactions are advertised (`i64::MAX`: none waiting).
+    next_advertise: i64,
     fetch: fetch::FetchQueue,
     /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
     next_fetch: i64,
@@ -295,6 +297,7 @@ impl Node {
             delegate,
             new_inventory: Vec::new(),
             new_inventory_set: HashSet::new(),
+            next_advertise: i64::MAX,
             fetch: fetch::FetchQueue::new(),
             next_fetch: i64::MAX,
             next_expire: i64::MAX,
@@ -1048,6 +1051,7 @@ impl Node {
                 self.next_prune,
                 self.next_fetch,
                 self.next_expire,
+                self.next_advertise,
                 self.bandwidth.next_tick(),
             ]
             .into_iter()

@@ -3,6 +3,7 @@
 //! it keeps coming back); [`Hostility::outgoing`] rewrites or swallows what its core sends, and
 //! [`SimNet::hostile_tick`] injects its attack on every connection it has up.
 
+use crate::app::relay_store::make_test_chain;
 use crate::peer::ConnectionList;
 use crate::wire::Message;
 use crate::wire::message::{ItemIdsInventoryMessage, msg_type};
@@ -13,11 +14,13 @@ use super::{Observer, SimNet};
 
 /// Item ids a never-serving advertiser offers per tick.
 const ADVERTISED_PER_TICK: usize = 3;
+/// Ids per inventory message of a flood (the hostile table's flood row sends 1,000).
+const FLOOD_IDS_PER_MESSAGE: usize = 1_000;
 
 /// How a hostile node misbehaves (rows of the hostile-peer table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hostility {
-    /// Sends transactions nobody asked for.
+    /// Sends transactions and blocks nobody asked for.
     UnrequestedItems,
     /// Signs its hello over the wrong digest.
     BadHelloSignature,
@@ -48,6 +51,18 @@ impl Hostility {
             Hostility::InventoryFlood => "inventory_flood",
             Hostility::AdvertiseNeverServe => "advertise_never_serve",
         }
+    }
+
+    /// The kind with this [`Hostility::name`].
+    pub fn from_name(name: &str) -> Option<Hostility> {
+        Hostility::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether an honest node bans this kind: its misbehaviour is a scored violation. A node
+    /// that advertises and never serves looks like an unlucky honest peer (a missing item, a
+    /// timeout), which is never scored: it is only disconnected.
+    pub fn is_bannable(self) -> bool {
+        !matches!(self, Hostility::AdvertiseNeverServe)
     }
 
     /// What the hostile node really sends when its core sends `message`; `None` to send
@@ -96,8 +111,16 @@ impl<O: Observer> SimNet<O> {
             };
             match kind {
                 Hostility::UnrequestedItems => {
-                    let trx = super::make_trx(self.rng.next_u64(), u32::MAX);
-                    self.put_on_link(c, i, to, Message::Trx(trx), false);
+                    // A transaction or a block (of a chain nobody has), in turn at random.
+                    let nonce = self.rng.next_u64();
+                    let m = if nonce & 1 == 0 {
+                        Message::Trx(super::make_trx(nonce, u32::MAX))
+                    } else {
+                        let parent = Ripemd160(self.rng.bytes());
+                        let blocks = make_test_chain(parent, 1, 1_600_000_000);
+                        Message::Block(blocks.into_iter().next().unwrap_or_default())
+                    };
+                    self.put_on_link(c, i, to, m, false);
                 }
                 Hostility::GarbageFrames => {
                     let Some(conn) = self.conns.get(&c) else {
@@ -107,18 +130,22 @@ impl<O: Observer> SimNet<O> {
                     self.transmit(c, side, Payload::Garbage, 64, false);
                 }
                 Hostility::InventoryFlood | Hostility::AdvertiseNeverServe => {
-                    let count = if kind == Hostility::InventoryFlood {
+                    let mut count = if kind == Hostility::InventoryFlood {
                         flood_size
                     } else {
                         ADVERTISED_PER_TICK
                     };
-                    let item_hashes_available =
-                        (0..count).map(|_| Ripemd160(self.rng.bytes())).collect();
-                    let m = Message::ItemIdsInventory(ItemIdsInventoryMessage {
-                        item_type: msg_type::TRX,
-                        item_hashes_available,
-                    });
-                    self.put_on_link(c, i, to, m, false);
+                    while count > 0 {
+                        let now = count.min(FLOOD_IDS_PER_MESSAGE);
+                        count -= now;
+                        let item_hashes_available =
+                            (0..now).map(|_| Ripemd160(self.rng.bytes())).collect();
+                        let m = Message::ItemIdsInventory(ItemIdsInventoryMessage {
+                            item_type: msg_type::TRX,
+                            item_hashes_available,
+                        });
+                        self.put_on_link(c, i, to, m, false);
+                    }
                 }
                 Hostility::BadHelloSignature => {}
             }

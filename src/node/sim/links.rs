@@ -122,8 +122,12 @@ pub fn listen_endpoint(i: usize) -> Endpoint {
 /// What travels on a connection.
 #[derive(Debug)]
 pub enum Payload {
-    /// An encoded message.
-    Frame { msg_type: u32, data: Vec<u8> },
+    /// An encoded message, and the message itself when the receiver need not decode it.
+    Frame {
+        msg_type: u32,
+        data: Vec<u8>,
+        message: Option<Box<crate::wire::Message>>,
+    },
     /// Bytes that do not decode: the receiver's reader reports a protocol error.
     Garbage,
 }
@@ -379,10 +383,16 @@ impl<O: Observer> SimNet<O> {
         let (from, digest) = (conn.ends[1 - side].node, conn.digest);
         let now = self.now;
         match payload {
-            Payload::Frame { msg_type, data } => {
+            Payload::Frame {
+                msg_type,
+                data,
+                message,
+            } => {
                 self.record_delivery(from, to, msg_type, &data);
-                let message = crate::wire::Message::decode(msg_type, &data)
-                    .unwrap_or_else(|e| panic!("a node sent an undecodable message: {e}"));
+                let message = message.map(|m| *m).unwrap_or_else(|| {
+                    crate::wire::Message::decode(msg_type, &data)
+                        .unwrap_or_else(|e| panic!("a node sent an undecodable message: {e}"))
+                });
                 self.observer.on_delivery(now, from, to, &message);
                 // As the runtime reports a read: its messages, then its bytes.
                 self.nodes[to].on_message(peer, message, Some(digest), now);

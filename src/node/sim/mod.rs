@@ -4,7 +4,7 @@
 //! real encoded messages (every message is encoded on the way and decoded on arrival, so the
 //! codec is exercised too), dials reach whichever simulated node listens on the endpoint, and
 //! time moves only from one event to the next. A seed fixes everything random: node keys,
-//! connection secrets, latencies, losses, so the same seed
+//! connection secrets, latencies, losses, and (in [`chaos`]) the whole scenario, so the same seed
 //! gives the same run, message for message ([`SimNet::trace_hash`]).
 //!
 //! # Driving it
@@ -25,6 +25,7 @@
 //! them time out. Hostile nodes ([`Hostility`]) are ordinary cores whose traffic the simulator
 //! twists the way a row of the hostile-peer table says.
 
+pub mod chaos;
 mod disk;
 mod hostile;
 mod links;
@@ -129,6 +130,9 @@ pub struct SimNet<O: Observer = ()> {
     pub frozen: Vec<usize>,
     /// How links behave.
     pub links: LinkModel,
+    /// Decode every message on arrival from its encoding (on by default; large runs save the
+    /// time, the encoding is still made, measured and hashed).
+    pub decode_on_arrival: bool,
     /// Watches the run.
     pub observer: O,
     meta: Vec<SimNode>,
@@ -199,6 +203,7 @@ impl<O: Observer> SimNet<O> {
             mute: Vec::new(),
             frozen: Vec::new(),
             links,
+            decode_on_arrival: true,
             observer,
             meta: Vec::new(),
             listening: HashMap::new(),
@@ -557,15 +562,34 @@ impl<O: Observer> SimNet<O> {
         let data = message.to_data();
         let size = crate::wire::frame::padded_frame_len(data.len());
         let msg_type = message.msg_type();
-        if self.record_trace {
-            self.trace.push(Delivery {
-                at: self.now,
-                from,
-                to,
-                message,
-            });
-        }
-        self.transmit(c, side, Payload::Frame { msg_type, data }, size, report);
+        let keep = !self.decode_on_arrival;
+        let message = match (self.record_trace, keep) {
+            (true, true) => {
+                self.trace.push(Delivery {
+                    at: self.now,
+                    from,
+                    to,
+                    message: message.clone(),
+                });
+                Some(Box::new(message))
+            }
+            (true, false) => {
+                self.trace.push(Delivery {
+                    at: self.now,
+                    from,
+                    to,
+                    message,
+                });
+                None
+            }
+            (false, keep) => keep.then(|| Box::new(message)),
+        };
+        let payload = Payload::Frame {
+            msg_type,
+            data,
+            message,
+        };
+        self.transmit(c, side, payload, size, report);
     }
 
     fn record_delivery(&mut self, from: usize, to: usize, msg_type: u32, data: &[u8]) {
