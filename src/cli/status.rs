@@ -1,7 +1,6 @@
 //! `grapevine info`, `peers`, `bans` and `unban`: the status API as tables for a person.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -37,10 +36,8 @@ pub fn post_json_any_status(
     path: &str,
     body: &Value,
 ) -> Result<(u16, Value), CliError> {
-    let (status, body) = exchange(endpoint, "POST", path, Some(body))?;
-    let code = status
-        .parse()
-        .map_err(|_| CliError(format!("malformed HTTP status {status:?}")))?;
+    let (code, body) = exchange(endpoint, "POST", path, Some(body))?;
+    let status = code;
     let answer = serde_json::from_str(&body).map_err(|e| {
         CliError(format!(
             "status API answered {status} for {path} without JSON ({e}): {}",
@@ -57,7 +54,7 @@ fn request(
     body: Option<&Value>,
 ) -> Result<Value, CliError> {
     let (status, body) = exchange(endpoint, method, path, body)?;
-    if status != "200" && status != "202" {
+    if status != 200 && status != 202 {
         let detail = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
@@ -69,30 +66,47 @@ fn request(
     serde_json::from_str(&body).map_err(|e| CliError(format!("status API sent bad JSON: {e}")))
 }
 
-/// One HTTP exchange: the status code (as text) and the body.
+/// One HTTP exchange (ureq, plain HTTP, no proxy: the API is local or named directly): the
+/// status code and the body, whatever the status.
 fn exchange(
     endpoint: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&Value>,
-) -> Result<(String, String), CliError> {
-    let mut s = TcpStream::connect_timeout(&endpoint, TIMEOUT)
-        .map_err(|e| CliError(format!("cannot reach the status API at {endpoint}: {e}")))?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.take(MAX_RESPONSE).read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| CliError("malformed HTTP answer".into()))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    Ok((status.to_string(), body.to_string()))
+) -> Result<(u16, String), CliError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .build()
+        .into();
+    let url = format!("http://{endpoint}{path}");
+    let json = body.map(|b| b.to_string()).unwrap_or_default();
+    let sent = match method {
+        "POST" => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(json),
+        "DELETE" => agent.delete(&url).call(),
+        _ => agent.get(&url).call(),
+    };
+    let mut response = sent.map_err(|e| match e {
+        ureq::Error::Io(e) => CliError(format!("cannot reach the status API at {endpoint}: {e}")),
+        ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => {
+            CliError(format!("cannot reach the status API at {endpoint}: {e}"))
+        }
+        e => CliError(format!("status API at {endpoint}: {e}")),
+    })?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .lossy_utf8(true)
+        .read_to_string()
+        .map_err(|e| CliError(format!("status API answer unreadable: {e}")))?;
+    Ok((status, text))
 }
 
 fn cell(v: &Value) -> String {
