@@ -459,7 +459,7 @@ impl Node {
                 changed |= self.db.saw(a.remote_endpoint, now);
             }
             if changed {
-                self.db.prune(now);
+                self.db.prune();
                 self.trigger_connect_loop(now);
             }
         }

@@ -1068,8 +1068,20 @@ impl Node {
             self.terminate_handshakes(now);
         }
         if self.shutting_down {
-            self.next_fetch = i64::MAX;
-            self.next_expire = i64::MAX;
+            // Only the goodbyes' timers run on: every other loop is over, so none of them may
+            // keep the next deadline in the past.
+            for next in [
+                &mut self.next_fetch,
+                &mut self.next_expire,
+                &mut self.next_connect,
+                &mut self.next_peer_list_refresh,
+                &mut self.next_seed_retry,
+                &mut self.next_db_save,
+                &mut self.next_prune,
+                &mut self.next_advertise,
+            ] {
+                *next = i64::MAX;
+            }
             if t >= self.next_terminate {
                 self.terminate_inactive_connections(now);
                 self.next_terminate = t + TERMINATE_CHECK_INTERVAL_US;

@@ -760,6 +760,27 @@ fn peer_database_is_saved_when_changed_and_at_shutdown() {
 }
 
 #[test]
+fn a_node_shutting_down_has_no_deadline_in_the_past() {
+    let mut net = SimNet::new();
+    let a = net.add_node(cfg(), test_node_id(1));
+    let b = net.add_node(cfg(), test_node_id(2));
+    net.nodes[a].add_node(listen_endpoint(b), net.now);
+    net.advance(SECOND_US);
+    let now = net.now;
+    // Work due right now as the shutdown begins: a connect-loop pass.
+    net.nodes[a].add_node(listen_endpoint(7), now);
+    net.nodes[a].shutdown(now);
+    net.nodes[a].handle_timeout(now);
+    assert!(
+        net.nodes[a].next_deadline() > now,
+        "a deadline that stays due would spin whoever drives the node"
+    );
+    // And the simulator, which drives it so, gets through the goodbyes.
+    net.advance(CLOSING_TIMEOUT_US + SECOND_US);
+    assert_eq!(net.nodes[a].connection_counts().active, 0);
+}
+
+#[test]
 fn an_inbound_peer_is_dialled_back_and_verified() {
     let mut net = SimNet::new();
     let a = net.add_node(cfg(), test_node_id(1));

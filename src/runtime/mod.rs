@@ -309,7 +309,7 @@ async fn start_listening(
     let db_path = dir.join(PEER_DB_FILE);
     let records = peer_db::load_or_move_aside(&db_path, now)
         .map_err(|e| StartError::Read(db_path.clone(), e))?;
-    let db = PeerDatabase::from_records(records, now);
+    let db = PeerDatabase::from_records(records);
     info!(records = db.len(), "peer database loaded");
     let bans_path = dir.join(BANS_FILE);
     let bans =

@@ -3,7 +3,8 @@
 //!
 //! Pure data: the node core updates it as connections come and go; the runtime saves it with
 //! [`save`] and reads it back with [`load`]. It is bounded by [`MAX_PEER_RECORDS`] at all times
-//! (the reference only prunes when it loads the file) and prunes stale and dead entries.
+//! (the reference only trims it when it loads the file); above the bound, dead entries go first,
+//! then the least recently seen. Below it nothing is dropped, so an imported file keeps every peer it holds.
 //!
 //! # The file is bitshares-core's
 //! `p2p/peers.json` has the shape bitshares-core's peer_database reads and writes, so a data
@@ -34,9 +35,8 @@ use crate::wire::types::{Endpoint, TimePoint};
 
 /// Most records kept (the reference's MAXIMUM_PEERDB_SIZE).
 pub const MAX_PEER_RECORDS: usize = 1000;
-/// A record not seen for this long (µs) is stale and pruned, unless it is a seed: 30 days.
-pub const STALE_RECORD_AGE_US: i64 = 30 * 24 * 3600 * 1_000_000;
-/// A record that never connected and failed this many times in a row is dead and pruned.
+/// A record that never connected and failed this many times in a row is dead: the first to go
+/// when the database is over [`MAX_PEER_RECORDS`].
 pub const DEAD_RECORD_FAILURES: u32 = 20;
 /// File name of the database inside the p2p data directory.
 pub const PEER_DB_FILE: &str = "peers.json";
@@ -271,7 +271,7 @@ impl PeerDatabase {
     }
 
     /// A database from saved records, pruned to the limits.
-    pub fn from_records(records: Vec<PeerRecord>, now: TimePoint) -> Self {
+    pub fn from_records(records: Vec<PeerRecord>) -> Self {
         let mut db = Self::new();
         for r in records {
             // The reference's set is unique by endpoint: the first record wins.
@@ -279,7 +279,7 @@ impl PeerDatabase {
                 slot.insert(r);
             }
         }
-        db.prune(now);
+        db.prune();
         db.dirty = false;
         db
     }
@@ -305,7 +305,7 @@ impl PeerDatabase {
         self.dirty = true;
         if !self.records.contains_key(&endpoint)
             && self.records.len() >= MAX_PEER_RECORDS
-            && let Some((_, victim)) = self.eviction_candidate()
+            && let Some((_, _, victim)) = self.eviction_candidate()
         {
             self.records.remove(&victim);
         }
@@ -314,12 +314,13 @@ impl PeerDatabase {
             .or_insert_with(|| PeerRecord::new(endpoint))
     }
 
-    /// The least recently seen record that is not a seed: the first to go when full.
-    fn eviction_candidate(&self) -> Option<(TimePoint, Endpoint)> {
+    /// The first record to go when full: a dead one, else the least recently seen; never a
+    /// seed. (Whether it is dead, when it was seen, its endpoint.)
+    fn eviction_candidate(&self) -> Option<(bool, TimePoint, Endpoint)> {
         self.records
             .values()
             .filter(|r| !r.seed)
-            .map(|r| (r.last_seen_time, r.endpoint))
+            .map(|r| (!r.is_dead(), r.last_seen_time, r.endpoint))
             .min()
     }
 
@@ -345,8 +346,10 @@ impl PeerDatabase {
                     // Full: the new record replaces the least recently seen one, unless it
                     // would itself be that one.
                     match self.eviction_candidate() {
-                        Some(victim) if victim < (now, endpoint) => {
-                            self.records.remove(&victim.1);
+                        Some((alive, seen, victim))
+                            if !alive || (seen, victim) < (now, endpoint) =>
+                        {
+                            self.records.remove(&victim);
                         }
                         _ => return false,
                     }
@@ -376,30 +379,26 @@ impl PeerDatabase {
         self.records.values()
     }
 
-    /// Drops stale and dead records, then the least recently seen non-seeds above the limit.
-    pub fn prune(&mut self, now: TimePoint) {
-        let before = self.records.len();
-        self.records.retain(|_, r| {
-            let fresh = r.last_seen_time.0 == 0
-                || now.0.saturating_sub(r.last_seen_time.0) < STALE_RECORD_AGE_US;
-            r.seed || (!r.is_dead() && fresh)
-        });
-        if self.records.len() > MAX_PEER_RECORDS {
-            let mut victims: Vec<(TimePoint, Endpoint)> = self
-                .records
-                .values()
-                .filter(|r| !r.seed)
-                .map(|r| (r.last_seen_time, r.endpoint))
-                .collect();
-            victims.sort();
-            let excess = self.records.len() - MAX_PEER_RECORDS;
-            for (_, ep) in victims.into_iter().take(excess) {
-                self.records.remove(&ep);
-            }
+    /// Keeps the database within [`MAX_PEER_RECORDS`]. Below the limit nothing is dropped (as in
+    /// the reference, which only trims to its maximum size: a file imported from a node that
+    /// was down for months keeps every peer it knew). Above it, non-seed records go in this
+    /// order: dead ones, then the least recently seen (stale ones first among those).
+    pub fn prune(&mut self) {
+        if self.records.len() <= MAX_PEER_RECORDS {
+            return;
         }
-        if self.records.len() != before {
-            self.dirty = true;
+        let mut victims: Vec<(bool, TimePoint, Endpoint)> = self
+            .records
+            .values()
+            .filter(|r| !r.seed)
+            .map(|r| (!r.is_dead(), r.last_seen_time, r.endpoint))
+            .collect();
+        victims.sort();
+        let excess = self.records.len() - MAX_PEER_RECORDS;
+        for (_, _, ep) in victims.into_iter().take(excess) {
+            self.records.remove(&ep);
         }
+        self.dirty = true;
     }
 
     /// Whether anything changed since the last [`PeerDatabase::take_snapshot_if_dirty`].
@@ -485,7 +484,7 @@ mod tests {
         for p in 2..(MAX_PEER_RECORDS as u16 + 50) {
             db.saw(ep(p), TimePoint(now.0 - i64::from(p)));
         }
-        db.prune(now);
+        db.prune();
         assert_eq!(db.len(), MAX_PEER_RECORDS);
         assert!(db.get(&ep(1)).is_some(), "seed kept");
         assert!(db.get(&ep(2)).is_some(), "newest kept");
@@ -521,17 +520,34 @@ mod tests {
     }
 
     #[test]
-    fn stale_and_dead_are_pruned() {
-        let now = TimePoint(STALE_RECORD_AGE_US * 3);
-        let mut db = PeerDatabase::new();
-        db.saw(ep(1), TimePoint(now.0 - STALE_RECORD_AGE_US - 1));
-        db.saw(ep(2), now);
-        db.entry(ep(2)).number_of_failed_connection_attempts = DEAD_RECORD_FAILURES;
-        db.saw(ep(3), now);
-        db.prune(now);
-        assert!(db.get(&ep(1)).is_none());
-        assert!(db.get(&ep(2)).is_none());
+    fn old_and_dead_records_are_kept_below_the_limit_and_go_first_above_it() {
+        let day = 24 * 3600 * 1_000_000;
+        let now = TimePoint(1000 * day);
+        let record = |i: u16, seen: i64, failures: u32| {
+            let mut r = PeerRecord::new(ep(i));
+            r.last_seen_time = TimePoint(seen);
+            r.number_of_failed_connection_attempts = failures;
+            r
+        };
+        // A file from a node that was down for a year, one peer dead.
+        let old = vec![
+            record(1, now.0 - 365 * day, 0),
+            record(2, now.0, DEAD_RECORD_FAILURES),
+            record(3, now.0, 0),
+        ];
+        let db = PeerDatabase::from_records(old.clone());
+        assert_eq!(db.len(), 3, "nothing goes below the limit");
+        assert!(!db.is_dirty());
+        // Over the limit: the dead one goes first, then the least recently seen.
+        let mut many = old;
+        many.extend((10..(10 + MAX_PEER_RECORDS as u16 - 1)).map(|i| record(i, now.0 - day, 0)));
+        assert_eq!(many.len(), MAX_PEER_RECORDS + 2);
+        let db = PeerDatabase::from_records(many);
+        assert_eq!(db.len(), MAX_PEER_RECORDS);
+        assert!(db.get(&ep(2)).is_none(), "the dead one went first");
+        assert!(db.get(&ep(1)).is_none(), "then the least recently seen");
         assert!(db.get(&ep(3)).is_some());
+        assert!(db.get(&ep(10)).is_some());
     }
 
     #[test]

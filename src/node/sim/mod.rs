@@ -351,7 +351,7 @@ impl<O: Observer> SimNet<O> {
             return;
         }
         let records = self.saved.get(&i).cloned().unwrap_or_default();
-        let db = PeerDatabase::from_records(records, self.now);
+        let db = PeerDatabase::from_records(records);
         let m = &self.meta[i];
         self.nodes[i] = self.start_node(i, &m.config, m.key, &m.disk, node_id, db);
         let bans = self.saved_bans.get(&i).cloned().unwrap_or_default();

@@ -388,7 +388,7 @@ pub fn run_keeping_network(
                     r.last_seen_time = now;
                     r
                 });
-                let db = crate::store::peer_db::PeerDatabase::from_records(records.collect(), now);
+                let db = crate::store::peer_db::PeerDatabase::from_records(records.collect());
                 let id = net.random_node_id();
                 let added = net.add_node_with_db(world.node_config.clone(), id, db);
                 debug_assert_eq!(added, i);
