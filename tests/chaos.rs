@@ -11,7 +11,7 @@ use grapevine::node::sim::chaos::{ChaosConfig, ChaosReport, run};
 /// encoding of every message is still made, sized and hashed; the node tests and the
 /// proptests check that it decodes). A flood that small never fills a connection's inventory
 /// cap, so it is dropped and not banned; `a_flood_past_the_inventory_cap_is_banned` runs one
-/// seed with floods of the default size, which are.
+/// seed with floods of 70,000 ids a round, which fill it and are banned.
 fn scenario(seed: u64, nodes: usize) -> ChaosConfig {
     let mut c = ChaosConfig::new(seed, nodes);
     c.items = 20;
@@ -83,7 +83,7 @@ fn check_seed(seed: u64) {
 #[test]
 fn a_flood_past_the_inventory_cap_is_banned() {
     let mut c = scenario(21, 100);
-    c.flood_size = ChaosConfig::new(21, 100).flood_size;
+    c.flood_size = 70_000;
     assert!(c.bans_expected(grapevine::node::sim::Hostility::InventoryFlood));
     let r = run(&c);
     assert!(r.violations.is_empty(), "{:#?}", r.violations);

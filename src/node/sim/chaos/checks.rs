@@ -276,29 +276,38 @@ pub(super) struct HostileBans {
     pub banned_by: Vec<usize>,
 }
 
-/// Hostile nodes whose misbehaviour is scored end up banned by most of the live honest nodes
-/// that dropped them (a node that dropped one after a single offence of a light class has not
-/// reached the threshold); hostile nodes that only look unlucky (never serving what they
-/// advertise, or advertising below the per-peer cap) are dropped but never banned.
+/// Hostile nodes whose misbehaviour is scored end up banned: each one that was dropped is banned
+/// by at least one live honest node, and one whose single offence reaches the ban threshold
+/// (a bad hello signature) by every live honest node that dropped it. (Lighter classes need
+/// several offences at the same node, so a node that dropped one once need not ban it.)
+/// Hostile nodes that only look unlucky (never serving what they advertise, or advertising below
+/// the per-peer cap) are dropped but never banned.
 fn check_bans(net: &SimNet<ChaosObserver>, world: &mut World) {
     for b in bans_of_hostiles(net, world) {
         let (dropped, banned) = (b.dropped_by.len(), b.banned_by.len());
-        if world.config.bans_expected(b.kind) {
-            if dropped > 0 && banned * 2 < dropped {
+        let name = b.kind.name();
+        if !world.config.bans_expected(b.kind) {
+            if banned > 0 {
                 world.violations.push(format!(
-                    "hostile node {} ({}) was dropped by {dropped} honest nodes but banned by \
-                     only {banned}",
+                    "hostile node {} ({name}) only looks unlucky, yet {banned} honest nodes \
+                     banned it: {:?}",
                     b.node,
-                    b.kind.name()
+                    &b.banned_by[..banned.min(10)]
                 ));
             }
-        } else if banned > 0 {
+            continue;
+        }
+        if dropped > 0 && banned == 0 {
             world.violations.push(format!(
-                "hostile node {} ({}) only looks unlucky, yet {banned} honest nodes banned it: \
-                 {:?}",
-                b.node,
-                b.kind.name(),
-                &b.banned_by[..banned.min(10)]
+                "hostile node {} ({name}) was dropped by {dropped} honest nodes, banned by none",
+                b.node
+            ));
+        }
+        if b.kind == crate::node::sim::Hostility::BadHelloSignature && banned < dropped {
+            world.violations.push(format!(
+                "hostile node {} ({name}): one offence bans, yet only {banned} of the {dropped} \
+                 honest nodes that dropped it ban it",
+                b.node
             ));
         }
     }

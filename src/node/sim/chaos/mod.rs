@@ -122,7 +122,7 @@ impl ChaosConfig {
             seeds_per_node: 2,
             known_peers: 8,
             links: LinkModel::wan(),
-            flood_size: 70_000,
+            flood_size: 200,
             hostile_interval_us: 2 * SECOND_US,
             sample_interval_us: SECOND_US,
             start_spread_us: 20 * SECOND_US,
