@@ -246,3 +246,43 @@ impl Drop for SelfNode {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::client::open_active;
+    use crate::crypto::NodeKey;
+
+    #[test]
+    fn an_in_process_node_takes_a_bench_peer() {
+        let opts = NodeOptions {
+            chain_id: BENCH_CHAIN_ID,
+            max_connections: 10,
+            in_process: true,
+        };
+        let (mut node, target) = SelfNode::start(&opts).unwrap();
+        assert!(target.in_process);
+        assert_eq!(target.pid, Some(std::process::id()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let identity = NodeKey::generate();
+            let mut conn = open_active(target.addr, None, target.chain_id, &identity)
+                .await
+                .unwrap();
+            let rtt = conn.time_round_trip().await.unwrap();
+            assert!(rtt < REPLY_LIMIT, "{rtt:?}");
+            // Another chain: the bench sees the target's chain in its hello and gives up.
+            let other = Sha256([1; 32]);
+            let refused = open_active(target.addr, None, other, &identity).await;
+            assert!(matches!(refused, Err(BenchError::Protocol(_))));
+        });
+        node.stop();
+        // Stopped: nothing listens any more.
+        assert!(std::net::TcpStream::connect(target.addr).is_err());
+    }
+
+    const REPLY_LIMIT: Duration = Duration::from_secs(5);
+}
