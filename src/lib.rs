@@ -28,7 +28,7 @@
 //! - [`cli`]: the `grapevine` command line (`run`, `info`, `peers`, `bans`, `unban`,
 //!   `broadcast`, `inspect`, `encode`);
 //! - [`fuzzing`]: the fuzz targets' logic, called by `fuzz/` and replayed by `cargo test`;
-//! - [`bench`]: `grapevine-bench`, load generators that speak the protocol to any graphene node
+//! - [`bench`](mod@bench): `grapevine-bench`, load generators that speak the protocol to any graphene node
 //!   (or one they start), each figure beside a baseline of the same run.
 //!
 //! The node serves one chain: [`node::NodeConfig::chain_id`] builds the default application
