@@ -27,13 +27,16 @@
 //!   the live status page;
 //! - [`cli`]: the `grapevine` command line (`run`, `info`, `peers`, `bans`, `unban`,
 //!   `broadcast`, `inspect`, `encode`);
-//! - [`fuzzing`]: the fuzz targets' logic, called by `fuzz/` and replayed by `cargo test`.
+//! - [`fuzzing`]: the fuzz targets' logic, called by `fuzz/` and replayed by `cargo test`;
+//! - [`bench`](mod@bench): `grapevine-bench`, load generators that speak the protocol to any graphene node
+//!   (or one they start), each figure beside a baseline of the same run.
 //!
 //! The node serves one chain: [`node::NodeConfig::chain_id`] builds the default application
 //! and [`runtime::start_with_delegate`] refuses an application serving another.
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod crypto;
 pub mod fuzzing;

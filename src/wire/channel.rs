@@ -90,6 +90,16 @@ impl SecureChannel {
         self.rx.len()
     }
 
+    /// Frees the receive buffer's memory when it holds no bytes (every frame taken), so an
+    /// idle connection keeps none; the next [`SecureChannel::receive`] allocates again. Once a
+    /// frame was split off it, the buffer keeps the capacity it grew to for the largest
+    /// message so far (tens of KiB), which matters when thousands of connections sit idle.
+    pub fn release_idle_buffer(&mut self) {
+        if self.rx.is_empty() {
+            self.rx = BytesMut::new();
+        }
+    }
+
     /// Takes bytes read from the socket.
     pub fn receive(&mut self, mut data: &[u8]) -> Result<(), ChannelError> {
         if let State::Exchanging(exchange) = &mut self.state {
@@ -211,6 +221,30 @@ mod tests {
         assert_eq!(frame.msg_type, msg_type::ADDRESS_REQUEST);
         assert!(b.next_frame().unwrap().is_none());
         assert!(a.session_keys() == b.session_keys());
+    }
+
+    #[test]
+    fn an_idle_buffer_is_released_and_the_stream_goes_on() {
+        let (mut a, mut b) = (SecureChannel::new(), SecureChannel::new());
+        let (a_key, b_key) = (*a.our_key(), *b.our_key());
+        a.receive(&b_key).unwrap();
+        b.receive(&a_key).unwrap();
+        for size in [3000, 10] {
+            let mut wire = BytesMut::new();
+            a.send_raw(5050, &vec![7; size], &mut wire).unwrap();
+            // Half a frame: the buffer holds bytes and is kept.
+            let half = wire.len() / 2;
+            b.receive(&wire[..half]).unwrap();
+            assert!(b.next_frame().unwrap().is_none());
+            b.release_idle_buffer();
+            assert_eq!(b.buffered(), half);
+            b.receive(&wire[half..]).unwrap();
+            let frame = b.next_frame().unwrap().unwrap();
+            assert_eq!(frame.data.len(), size);
+            assert_eq!(b.buffered(), 0);
+            b.release_idle_buffer();
+            assert_eq!(b.rx.capacity(), 0);
+        }
     }
 
     #[test]
