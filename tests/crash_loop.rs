@@ -14,9 +14,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,9 +26,9 @@ use grapevine::store::UNREADABLE_SUFFIX;
 use grapevine::wire::Message;
 use grapevine::wire::channel::SecureChannel;
 use grapevine::wire::types::CompactSignatureBytes;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use support::process::{Proc, Run, free_port, get, spawn};
 use support::{CHAIN, RawPeer, connect_from, random_node_id, temp_dir};
 
 /// Kills (and restarts) of the node under test.
@@ -44,12 +43,15 @@ const MAX_RUN: Duration = Duration::from_millis(1500);
 /// How long a start may take.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A node of this test: warnings to `log`, the peer database saved every second.
+fn start(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>, log: &Path) -> Proc {
+    let run = Run {
+        seed,
+        stderr: Some(log),
+        extra: &["--peer-db-save-seconds", "1"],
+        ..Run::default()
+    };
+    spawn(dir, p2p, rpc, run)
 }
 
 /// splitmix64: a tiny seeded generator, so a failing run can be replayed.
@@ -69,39 +71,8 @@ impl Rng {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>, log: &Path) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grapevine"));
-    cmd.arg("run")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--p2p-endpoint", &format!("127.0.0.1:{p2p}")])
-        .args(["--rpc-endpoint", &format!("127.0.0.1:{rpc}")])
-        .args(["--chain-id", CHAIN])
-        .args(["--log-level", "warn"])
-        .args(["--peer-db-save-seconds", "1"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    if let Some(s) = seed {
-        cmd.args(["--seed-node", &format!("127.0.0.1:{s}")]);
-    }
-    Proc(cmd.spawn().expect("grapevine runs"))
-}
-
 fn api(rpc: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], rpc))
-}
-
-fn get(rpc: u16, path: &str) -> Option<Value> {
-    grapevine::cli::status::get_json(api(rpc), path).ok()
 }
 
 fn head(rpc: u16) -> Option<(u64, String)> {
@@ -250,7 +221,7 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
         assert_eq!(store.head().number, PRELOADED);
     }
     let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());
-    let _a = spawn(&a_dir, p2p_a, rpc_a, None, &dir.join("a.log"));
+    let _a = start(&a_dir, p2p_a, rpc_a, None, &dir.join("a.log"));
     let deadline = Instant::now() + START_LIMIT;
     while head(rpc_a).map(|h| h.0) != Some(u64::from(PRELOADED)) {
         assert!(Instant::now() < deadline, "the serving node never came up");
@@ -282,7 +253,7 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
     for round in 0..=KILLS {
         let log = dir.join(format!("b-{round}.log"));
         let before = modified(&peers_json);
-        let mut b = spawn(&b_dir, p2p_b, rpc_b, Some(p2p_a), &log);
+        let mut b = start(&b_dir, p2p_b, rpc_b, Some(p2p_a), &log);
         // It always starts, with every acknowledged block and ban.
         let deadline = Instant::now() + START_LIMIT;
         let (first, first_id) = loop {

@@ -1,64 +1,23 @@
 //! What `grapevine run --log-level info` tells the operator, read from a real process's stderr:
 //! one startup summary line, and one INFO line each when a peer arrives and leaves.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use support::process::{Proc, Run, free_port, get, spawn};
+use support::{CHAIN, temp_dir};
 
-const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).unwrap();
-    let d = std::env::temp_dir().join(format!("grapevine-logs-{name}-{}", hex::encode(id)));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A `grapevine run` child, its stderr going to a file; killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>, log: &Path) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grapevine"));
-    cmd.arg("run")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--p2p-endpoint", &format!("127.0.0.1:{p2p}")])
-        .args(["--rpc-endpoint", &format!("127.0.0.1:{rpc}")])
-        .args(["--chain-id", CHAIN])
-        .args(["--log-level", "info"])
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    if let Some(s) = seed {
-        cmd.args(["--seed-node", &format!("127.0.0.1:{s}")]);
-    }
-    Proc(cmd.spawn().expect("grapevine runs"))
-}
-
-fn get(rpc: u16, path: &str) -> Option<Value> {
-    let endpoint = format!("127.0.0.1:{rpc}").parse().unwrap();
-    grapevine::cli::status::get_json(endpoint, path).ok()
+/// A node of this test: INFO lines to `log`.
+fn start(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>, log: &Path) -> Proc {
+    let run = Run {
+        seed,
+        log_level: "info",
+        stderr: Some(log),
+        ..Run::default()
+    };
+    spawn(dir, p2p, rpc, run)
 }
 
 /// Polls `f` every 50 ms for up to 30 s.
@@ -106,11 +65,11 @@ fn info_lines(log: &Path, text: &str) -> Vec<String> {
 
 #[test]
 fn startup_summary_then_one_line_per_peer_arrival_and_departure() {
-    let base = temp_dir("peer");
+    let base = temp_dir("logs-peer");
     let (a_p2p, a_rpc, b_p2p, b_rpc) = (free_port(), free_port(), free_port(), free_port());
     let a_log = base.join("a.log");
     let b_log = base.join("b.log");
-    let a = spawn(&base.join("a"), a_p2p, a_rpc, None, &a_log);
+    let a = start(&base.join("a"), a_p2p, a_rpc, None, &a_log);
     let info = eventually("a answers", || get(a_rpc, "/info"));
     let node_id = info["node_id"].as_str().unwrap().to_string();
 
@@ -131,7 +90,7 @@ fn startup_summary_then_one_line_per_peer_arrival_and_departure() {
     assert_eq!(info_lines(&a_log, "grapevine started").len(), 1);
 
     // b arrives (it dials a as its seed)...
-    let mut b = spawn(&base.join("b"), b_p2p, b_rpc, Some(a_p2p), &b_log);
+    let mut b = start(&base.join("b"), b_p2p, b_rpc, Some(a_p2p), &b_log);
     let arrived = eventually("a logs b's arrival", || {
         info_lines(&a_log, "peer active").into_iter().next()
     });

@@ -3,53 +3,25 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::temp_dir;
+use support::process::{Proc, Run, free_port, get, spawn};
+use support::{CHAIN, temp_dir};
 
-const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grapevine"));
-    cmd.arg("run")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--p2p-endpoint", &format!("127.0.0.1:{p2p}")])
-        .args(["--rpc-endpoint", &format!("127.0.0.1:{rpc}")])
-        .args(["--chain-id", CHAIN])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(s) = seed {
-        cmd.args(["--seed-node", &format!("127.0.0.1:{s}")]);
-    }
-    Proc(cmd.spawn().expect("grapevine runs"))
-}
-
-fn get(rpc: u16, path: &str) -> Option<Value> {
-    let endpoint = format!("127.0.0.1:{rpc}").parse().unwrap();
-    grapevine::cli::status::get_json(endpoint, path).ok()
+/// A node of this test: warnings only, discarded.
+fn start(dir: &Path, p2p: u16, rpc: u16, seed: Option<u16>) -> Proc {
+    spawn(
+        dir,
+        p2p,
+        rpc,
+        Run {
+            seed,
+            ..Run::default()
+        },
+    )
 }
 
 /// The body of a plain HTTP GET.
@@ -75,7 +47,7 @@ fn five_nodes_in_a_line_become_a_mesh() {
     let _procs: Vec<Proc> = (0..n)
         .map(|i| {
             let seed = if i == 0 { None } else { Some(p2p[i - 1]) };
-            spawn(&base.join(format!("n{i}")), p2p[i], rpc[i], seed)
+            start(&base.join(format!("n{i}")), p2p[i], rpc[i], seed)
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -125,8 +97,8 @@ fn five_nodes_in_a_line_become_a_mesh() {
 fn sigint_exits_zero_with_the_peer_database_flushed() {
     let dir = temp_dir("sigint");
     let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());
-    let _a = spawn(&dir.join("a"), p2p_a, rpc_a, None);
-    let mut b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    let _a = start(&dir.join("a"), p2p_a, rpc_a, None);
+    let mut b = start(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let info = get(rpc_b, "/info");
@@ -190,13 +162,13 @@ fn kill_during_sync_then_restart_keeps_every_acknowledged_block() {
     let total = 10_000u32;
     let head_id = preload(&dir.join("a"), total);
     let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());
-    let _a = spawn(&dir.join("a"), p2p_a, rpc_a, None);
+    let _a = start(&dir.join("a"), p2p_a, rpc_a, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while head_of(rpc_a) != Some(u64::from(total)) {
         assert!(Instant::now() < deadline, "a never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    let mut b = start(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
     // Watch b's head and kill it mid-sync.
     let deadline = Instant::now() + Duration::from_secs(60);
     let acknowledged = loop {
@@ -216,7 +188,7 @@ fn kill_during_sync_then_restart_keeps_every_acknowledged_block() {
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     // Restarted with the same data directory: every block /info reported is still there.
-    let _b = spawn(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
+    let _b = start(&dir.join("b"), p2p_b, rpc_b, Some(p2p_a));
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = loop {
         if let Some(h) = head_of(rpc_b) {

@@ -17,6 +17,8 @@ use grapevine::wire::variant::{Variant, VariantObject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod process;
+
 pub const CHAIN: &str = "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0";
 
 /// A fresh temporary directory `grapevine-test-{name}-{random}` in the system temp dir,
