@@ -6,11 +6,12 @@
 //! any bytes that came after the key (they are already ciphertext). Both sides may send first;
 //! nothing here waits on the other direction.
 
-use k256::SecretKey;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::city::city_hash_crc_128_iv;
-use super::keys::{PUBLIC_KEY_SIZE, PublicKeyBytes, compress, decompress, random_secret};
+use super::keys::{
+    PUBLIC_KEY_SIZE, PublicKeyBytes, SecretKey, decompress, ecdh_x, public_key, random_secret,
+};
 use super::{CipherStream, CryptoError};
 
 /// What both ends of a connection derive from the exchange.
@@ -64,7 +65,7 @@ impl std::fmt::Debug for SessionKeys {
 pub fn shared_secret(ours: &SecretKey, theirs: &PublicKeyBytes) -> Result<[u8; 64], CryptoError> {
     #[cfg(fuzzing)]
     {
-        let key = (ours.to_bytes().into(), *theirs);
+        let key = (ours.secret_bytes(), *theirs);
         super::fuzz_memo::get_or_insert(&super::fuzz_memo::SHARED_SECRETS, key, || {
             shared_secret_uncached(ours, theirs)
         })
@@ -78,8 +79,7 @@ fn shared_secret_uncached(
     theirs: &PublicKeyBytes,
 ) -> Result<[u8; 64], CryptoError> {
     let public = decompress(theirs)?;
-    let shared = ours.diffie_hellman(&public);
-    let x = shared.raw_secret_bytes();
+    let x = ecdh_x(ours, &public);
     if x.iter().all(|b| *b == 0) {
         return Err(CryptoError::DegenerateSharedPoint);
     }
@@ -119,11 +119,11 @@ impl KeyExchange {
         #[cfg(fuzzing)]
         let public = super::fuzz_memo::get_or_insert(
             &super::fuzz_memo::PUBLIC_KEYS,
-            secret.to_bytes().into(),
-            || compress(&secret.public_key()),
+            secret.secret_bytes(),
+            || public_key(&secret),
         );
         #[cfg(not(fuzzing))]
-        let public = compress(&secret.public_key());
+        let public = public_key(&secret);
         Self {
             secret,
             public,
