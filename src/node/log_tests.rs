@@ -9,16 +9,7 @@ use super::*;
 use crate::app::relay_store::make_test_chain;
 use crate::wire::message::msg_type;
 
-fn cfg() -> NodeConfig {
-    NodeConfig {
-        chain_id: "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0"
-            .parse()
-            .unwrap(),
-        desired_connections: 20,
-        max_connections: 200,
-        ..NodeConfig::default()
-    }
-}
+use super::tests::cfg;
 
 /// A log captured at INFO and above, as plain text lines.
 #[derive(Clone, Default)]

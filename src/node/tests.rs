@@ -19,7 +19,7 @@ impl AssertAccepted for Broadcast {
     }
 }
 
-fn cfg() -> NodeConfig {
+pub(super) fn cfg() -> NodeConfig {
     NodeConfig {
         chain_id: "75a0c028695a5df52f2b1045f5c50fd26169241d099f548b5628cbe3a38a2db0"
             .parse()
