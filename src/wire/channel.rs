@@ -90,6 +90,23 @@ impl SecureChannel {
         self.rx.len()
     }
 
+    /// The receive buffer, for reading ciphertext straight into it once the key exchange is
+    /// over: bytes appended to it are received, as if handed to [`SecureChannel::receive`]
+    /// (which copies). Holds only what is not yet returned as frames; the caller decides how
+    /// much room it keeps (see `runtime::connection::ReadBuffer`).
+    pub fn receive_buffer(&mut self) -> &mut BytesMut {
+        &mut self.rx
+    }
+
+    /// The wire length of the frame arriving at the front of the receive buffer, once its
+    /// header is decrypted (see [`SecureCodec::front_frame_len`]).
+    pub fn front_frame_len(&self) -> Option<usize> {
+        match &self.state {
+            State::Established { codec, .. } => codec.front_frame_len(&self.rx),
+            State::Exchanging(_) => None,
+        }
+    }
+
     /// Takes bytes read from the socket.
     pub fn receive(&mut self, mut data: &[u8]) -> Result<(), ChannelError> {
         if let State::Exchanging(exchange) = &mut self.state {

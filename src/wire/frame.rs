@@ -223,6 +223,18 @@ impl SecureCodec {
         self.decrypted
     }
 
+    /// The wire length of the frame at the front of `src` (header, data, padding), once its
+    /// header is decrypted (after a [`SecureCodec::decode_frame`] call that returned `None`
+    /// or left bytes behind); `None` before, or if the header is invalid (decoding reports
+    /// that).
+    pub fn front_frame_len(&self, src: &[u8]) -> Option<usize> {
+        let plain = src.get(..self.decrypted)?;
+        match parse_header(plain) {
+            Ok(Some((size, _))) => Some(padded_frame_len(size)),
+            _ => None,
+        }
+    }
+
     /// Decrypts whatever whole blocks arrived and takes the next frame if it is complete.
     pub fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let whole = src.len() / BLOCK_SIZE * BLOCK_SIZE;
