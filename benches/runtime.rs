@@ -9,7 +9,7 @@
 //! ```text
 //! cargo bench --bench runtime                       # both parts, 2,000 peers
 //! cargo bench --bench runtime -- connections        # memory only
-//! cargo bench --bench runtime -- stream             # throughput only
+//! cargo bench --bench runtime -- stream             # throughput only (stream-1MiB, stream-100B)
 //! GRAPEVINE_BENCH_PEERS=10000 cargo bench --bench runtime -- connections
 //! ```
 //!
@@ -33,9 +33,9 @@ use aes::Aes256;
 use cbc::cipher::{Array, BlockModeEncrypt, KeyIvInit};
 use grapevine::crypto::NodeKey;
 use grapevine::peer::PeerId;
+use grapevine::runtime::Event;
 use grapevine::runtime::clock::Clock;
 use grapevine::runtime::connection::{self, Target};
-use grapevine::runtime::Event;
 use grapevine::runtime::fair::{FairEvents, Link};
 use grapevine::wire::Message;
 use grapevine::wire::frame::padded_frame_len;
@@ -57,7 +57,7 @@ const DIALS_AT_ONCE: usize = 64;
 /// Runs per stream figure; the median and the range are printed.
 const RUNS: usize = 5;
 /// 1 MiB messages per stream run.
-const LARGE_COUNT: usize = 64;
+const LARGE_COUNT: usize = 128;
 const LARGE_SIZE: usize = 1024 * 1024;
 /// 100 B messages per stream run.
 const SMALL_COUNT: usize = 200_000;
@@ -76,6 +76,12 @@ fn main() {
         let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
         filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
     };
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,8 +95,15 @@ fn main() {
             .unwrap_or(DEFAULT_PEERS);
         rt.block_on(connections(peers));
     }
-    if wanted("stream") {
-        rt.block_on(stream());
+    let sizes: Vec<(&str, usize, usize)> = [
+        ("stream-1MiB", LARGE_COUNT, LARGE_SIZE),
+        ("stream-100B", SMALL_COUNT, SMALL_SIZE),
+    ]
+    .into_iter()
+    .filter(|(name, ..)| wanted(name))
+    .collect();
+    if !sizes.is_empty() {
+        rt.block_on(stream(&sizes));
     }
 }
 
@@ -177,6 +190,8 @@ fn spawn_node(max_connections: usize) -> NodeProcess {
         .args(["--desired-connections", &max_connections.to_string()])
         .args(["--p2p-connect-to-new-peers", "false"])
         .args(["--log-level", "warn"])
+        .env_remove("RUST_LOG")
+        .envs(std::env::var("GRAPEVINE_BENCH_NODE_LOG").map(|l| ("RUST_LOG", l)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -331,7 +346,10 @@ impl Peers {
     fn answer(&mut self, peer: PeerId, message: Message) -> Happened {
         match message {
             Message::Hello(_) => {
-                self.send(peer, Message::ConnectionAccepted(ConnectionAcceptedMessage {}));
+                self.send(
+                    peer,
+                    Message::ConnectionAccepted(ConnectionAcceptedMessage {}),
+                );
             }
             Message::AddressRequest(_) => {
                 self.send(peer, Message::Address(AddressMessage { addresses: vec![] }));
@@ -467,38 +485,90 @@ async fn connections(count: usize) {
 
 // ----- stream ---------------------------------------------------------------------------------
 
-/// Encrypts `frames` frames of `data_len` bytes of data as one CBC stream, in place; seconds.
-fn plain_cbc(frames: usize, data_len: usize) -> f64 {
+/// CPU time each thread of process `pid` has run so far, in nanoseconds, by thread id
+/// (/proc/PID/task/*/schedstat).
+fn cpu_by_thread(pid: &str) -> HashMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return HashMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let ns = s.split_whitespace().next()?.parse::<u64>().ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), ns))
+        })
+        .collect()
+}
+
+/// Seconds of CPU the threads of `pid` ran since `before` (threads that ended meanwhile
+/// are not counted; none does while a connection streams).
+fn cpu_since(pid: &str, before: &HashMap<String, u64>) -> f64 {
+    let ns: u64 = cpu_by_thread(pid)
+        .iter()
+        .map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e9)
+}
+
+/// One measurement: wall time and the CPU time each side used.
+#[derive(Clone, Copy)]
+struct Run {
+    wall: f64,
+    cpu_peer: f64,
+    cpu_node: f64,
+}
+
+/// Encrypts `frames` frames of `data_len` bytes of data as one CBC stream, in place, on this
+/// thread.
+fn plain_cbc(frames: usize, data_len: usize) -> Run {
     let mut buf = vec![0x5a_u8; frames * padded_frame_len(data_len)];
     let mut e = cbc::Encryptor::<Aes256>::new(&[7u8; 32].into(), &[9u8; 16].into());
+    let cpu = thread_cpu_seconds();
     let t = Instant::now();
     let (blocks, rest) = Array::slice_as_chunks_mut(&mut buf);
     assert!(rest.is_empty());
     e.encrypt_blocks(blocks);
-    let took = t.elapsed().as_secs_f64();
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds() - cpu;
     std::hint::black_box(&buf);
-    took
+    Run {
+        wall,
+        cpu_peer: cpu,
+        cpu_node: 0.0,
+    }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median and the range of `v`.
+fn spread(v: impl IntoIterator<Item = f64>) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = v.into_iter().collect();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-fn range(v: &[f64]) -> (f64, f64) {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (lo, hi)
+fn show((median, lo, hi): (f64, f64, f64), digits: usize) -> String {
+    format!("{median:.digits$} ({lo:.digits$}-{hi:.digits$})")
 }
 
-/// Sends `count` messages of `size` bytes and a time request; seconds until the reply.
-async fn send_batch(peers: &mut Peers, peer: PeerId, count: usize, size: usize) -> f64 {
+/// Sends `count` messages of `size` bytes and a time request; wall and CPU time until the
+/// reply.
+async fn send_batch(peers: &mut Peers, peer: PeerId, node: &str, count: usize, size: usize) -> Run {
     let messages: Vec<Message> = (0..count)
         .map(|i| Message::Unknown {
             msg_type: IGNORED_TYPE,
             data: vec![i as u8; size],
         })
         .collect();
+    let own = std::process::id().to_string();
+    let (cpu_peer, cpu_node) = (cpu_by_thread(&own), cpu_by_thread(node));
     let t = Instant::now();
     for m in messages {
         peers.send(peer, m);
@@ -514,50 +584,59 @@ async fn send_batch(peers: &mut Peers, peer: PeerId, count: usize, size: usize) 
         peers.run_until(|h| matches!(h, Happened::TimeReply(p) if *p == peer)),
     );
     assert!(done.await.is_ok(), "the node answered");
-    t.elapsed().as_secs_f64()
+    Run {
+        wall: t.elapsed().as_secs_f64(),
+        cpu_peer: cpu_since(&own, &cpu_peer),
+        cpu_node: cpu_since(node, &cpu_node),
+    }
 }
 
-async fn stream() {
+async fn stream(sizes: &[(&str, usize, usize)]) {
     let node = spawn_node(16);
+    let pid = node.child.id().to_string();
     let mut peers = Peers::new();
     let ids = peers.connect(node.p2p, 1).await;
     let peer = *ids.first().expect("one peer active");
     // Its sync request answered and the first time request done: the connection is quiet.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        peers.run_until(|_| false),
-    )
-    .await;
-    for (label, count, size) in [
-        ("1 MiB", LARGE_COUNT, LARGE_SIZE),
-        ("100 B", SMALL_COUNT, SMALL_SIZE),
-    ] {
+    let _ = tokio::time::timeout(Duration::from_secs(1), peers.run_until(|_| false)).await;
+    for &(label, count, size) in sizes {
         let bytes = (count * padded_frame_len(size)) as f64;
-        let mut sent = Vec::new();
+        let mib = bytes / (1024.0 * 1024.0);
+        let mut runs = Vec::new();
         let mut cbc = Vec::new();
         for _ in 0..RUNS {
             cbc.push(plain_cbc(count, size));
-            sent.push(send_batch(&mut peers, peer, count, size).await);
+            runs.push(send_batch(&mut peers, peer, &pid, count, size).await);
         }
-        let mib = |s: f64| bytes / s / (1024.0 * 1024.0);
-        let msgs = |s: f64| count as f64 / s;
-        let mut sent_rate: Vec<f64> = sent.iter().map(|s| mib(*s)).collect();
-        let mut cbc_rate: Vec<f64> = cbc.iter().map(|s| mib(*s)).collect();
-        let ratios: Vec<f64> = sent.iter().zip(&cbc).map(|(s, c)| c / s).collect();
-        let (slo, shi) = range(&sent_rate);
-        let (clo, chi) = range(&cbc_rate);
-        let (rlo, rhi) = range(&ratios);
-        let mut r = ratios.clone();
-        let sm = median(&mut sent_rate);
-        let cm = median(&mut cbc_rate);
-        let mut m: Vec<f64> = sent.iter().map(|s| msgs(*s)).collect();
-        let mm = median(&mut m);
-        let (mlo, mhi) = range(&m);
+        let rate = spread(runs.iter().map(|r| mib / r.wall));
+        let msgs = spread(runs.iter().map(|r| count as f64 / r.wall));
+        let cbc_rate = spread(cbc.iter().map(|c| mib / c.wall));
+        let ratio = spread(runs.iter().zip(&cbc).map(|(r, c)| c.wall / r.wall));
+        // CPU per MiB on each side; what one connection would move with a core per side
+        // (the slower side bounds it), against CBC per CPU second.
+        let peer_cpu = spread(runs.iter().map(|r| r.cpu_peer / mib * 1000.0));
+        let node_cpu = spread(runs.iter().map(|r| r.cpu_node / mib * 1000.0));
+        let cbc_cpu = spread(cbc.iter().map(|c| c.cpu_peer / mib * 1000.0));
+        let cpu_ratio = spread(
+            runs.iter()
+                .zip(&cbc)
+                .map(|(r, c)| c.cpu_peer / r.cpu_peer.max(r.cpu_node)),
+        );
+        println!("{label} x {count} (median (min-max) of {RUNS}):");
         println!(
-            "stream {label} x {count}: connection {sm:.0} MiB/s ({slo:.0}-{shi:.0}), \
-             {mm:.0} msgs/s ({mlo:.0}-{mhi:.0}); plain CBC {cm:.0} MiB/s ({clo:.0}-{chi:.0}); \
-             ratio {:.2} ({rlo:.2}-{rhi:.2}), median of {RUNS}",
-            median(&mut r)
+            "  connection {} MiB/s, {} msgs/s; plain CBC {} MiB/s; ratio {}",
+            show(rate, 0),
+            show(msgs, 0),
+            show(cbc_rate, 0),
+            show(ratio, 2)
+        );
+        println!(
+            "  CPU ms per MiB: sending peer {}, node {}, plain CBC {}; ratio with a core per \
+             side (CBC / slower side) {}",
+            show(peer_cpu, 3),
+            show(node_cpu, 3),
+            show(cbc_cpu, 3),
+            show(cpu_ratio, 2)
         );
     }
     drop(peers);

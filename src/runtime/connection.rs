@@ -23,20 +23,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, trace};
 
 use super::Event;
 use super::clock::Clock;
 use super::fair::{Link, Report};
+use crate::crypto::CipherStream;
 use crate::crypto::keys::PUBLIC_KEY_SIZE;
 use crate::peer::PeerId;
 use crate::wire::Message;
 use crate::wire::channel::SecureChannel;
-use crate::wire::frame::padded_frame_len;
+use crate::wire::frame::{
+    FrameError, MAX_MESSAGE_SIZE, SecureDecoder, encrypt_frame_into, encrypt_in_place, frame_into,
+    padded_frame_len,
+};
 
 /// Bytes read from a socket at once when no large message is arriving. The buffer exists only
 /// while bytes are being taken apart (see [`ReadBuffer`]).
@@ -81,10 +85,7 @@ struct Established {
 /// exchange, and while reading. After it nothing more is read; what the node queued is
 /// flushed for at most [`CLOSE_FLUSH`], then the socket is dropped.
 pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
-    let established = tokio::select! {
-        e = establish(peer, target, &link) => e,
-        () = link.stopped() => return,
-    };
+    let established = establish(peer, target, &link).await;
     let Some(Established {
         stream,
         channel,
@@ -93,19 +94,24 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
     else {
         return;
     };
-    let Some(digest) = channel.session_keys().map(|k| k.hello_digest()) else {
+    let Some((codec, digest, rx)) = channel
+        .into_parts()
+        .map(|(codec, keys, rx)| (codec, keys.hello_digest(), rx))
+    else {
         return;
     };
-    if !link.report(Event::Established {
-        peer,
-        local,
-        digest,
-    })
-    .await
+    if !link
+        .report(Event::Established {
+            peer,
+            local,
+            digest,
+        })
+        .await
     {
         return;
     }
-    Connection::new(peer, stream, channel, link, clock)
+    let (encryptor, decoder) = codec.into_parts();
+    Connection::new(peer, stream, encryptor, decoder, rx, link, clock)
         .serve()
         .await;
 }
@@ -113,12 +119,16 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
 /// Connects (or takes the accepted socket), sends our key and reads exactly the peer's 33
 /// bytes, reporting each read. Nothing beyond the key is read before the channel is
 /// established, so a socket in the key exchange holds no read buffer. `None` once the failure
-/// is reported.
+/// is reported, or at once when the node stops the connection.
+///
+/// Each socket operation is raced with the stop; reporting is not (it returns by itself once
+/// the node stops the connection), so the link's wake-up has one waiter at a time.
 async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Established> {
     let mut stream = match target {
         Target::Accepted(s) => s,
         Target::Dial(addr) => {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr));
+            match or_stop(link, connect).await? {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     link.report(dial_failed(peer, e)).await;
@@ -137,7 +147,7 @@ async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Est
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut channel = SecureChannel::new();
     // Both sides send their key first; nobody waits.
-    if let Err(e) = stream.write_all(channel.our_key()).await {
+    if let Err(e) = or_stop(link, stream.write_all(channel.our_key())).await? {
         link.report(dial_failed(peer, e)).await;
         return None;
     }
@@ -145,7 +155,7 @@ async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Est
     let mut got = 0;
     while !channel.is_established() {
         let n = match key.get_mut(got..) {
-            Some(rest) if !rest.is_empty() => stream.read(rest).await.unwrap_or(0),
+            Some(rest) if !rest.is_empty() => or_stop(link, stream.read(rest)).await?.unwrap_or(0),
             _ => 0,
         };
         if n == 0 {
@@ -175,6 +185,14 @@ async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Est
         channel,
         local,
     })
+}
+
+/// `work`'s output, or `None` as soon as the node stops the connection.
+async fn or_stop<F: std::future::Future>(link: &Link, work: F) -> Option<F::Output> {
+    tokio::select! {
+        out = work => Some(out),
+        () = link.stopped() => None,
+    }
 }
 
 /// The event for a connection that failed before its channel was established.
@@ -233,6 +251,95 @@ impl ReadBuffer {
     }
 }
 
+/// Frames at least this long are encrypted on the blocking pool, so that a large message does
+/// not hold a runtime worker (and the other connections and the node task it would run) for
+/// the milliseconds its encryption takes (about 1.2 ms per MiB: CBC encryption is serial);
+/// meanwhile the connection goes on writing what is ready and reading.
+pub const OFFLOAD_ENCRYPT_BYTES: usize = 256 * 1024;
+
+/// Frames at least this long are encrypted straight from the message's data (the cipher reads
+/// it once, no plaintext copy); shorter ones are framed back to back and encrypted together
+/// with one call.
+const DIRECT_ENCRYPT_BYTES: usize = 4096;
+
+/// Ciphertext waiting for the socket. The buffer is reused while messages keep coming (its
+/// bytes are overwritten, not allocated and zeroed again) and released once everything is
+/// written and nothing more is queued.
+#[derive(Default)]
+struct WriteBuffer {
+    buf: Vec<u8>,
+    /// First byte not yet written.
+    start: usize,
+    /// End of what was appended.
+    end: usize,
+}
+
+impl WriteBuffer {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// `n` bytes were written.
+    fn advance(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Room for `n` more bytes at the end; what was there before is unspecified.
+    fn append(&mut self, n: usize) -> &mut [u8] {
+        if self.end + n > self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end + n > self.buf.len() {
+            self.buf.resize(self.end + n, 0);
+        }
+        let at = self.end;
+        self.end += n;
+        &mut self.buf[at..self.end]
+    }
+
+    /// The last `n` bytes appended.
+    fn last(&mut self, n: usize) -> &mut [u8] {
+        &mut self.buf[self.end - n..self.end]
+    }
+
+    /// Appends all of `whole`: when nothing is waiting, by taking the buffer itself (and
+    /// handing back the one it replaces, for reuse); otherwise by copying it.
+    fn take_whole(&mut self, whole: Vec<u8>) -> Vec<u8> {
+        if self.is_empty() {
+            let end = whole.len();
+            let previous = std::mem::replace(&mut self.buf, whole);
+            self.start = 0;
+            self.end = end;
+            return previous;
+        }
+        self.append(whole.len()).copy_from_slice(&whole);
+        whole
+    }
+
+    /// The allocation held (0 when released).
+    fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn release(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// Whether the protocol wants `message` stamped with its send time as it leaves the queue.
 fn is_timed(message: &Message) -> bool {
     matches!(
@@ -241,11 +348,25 @@ fn is_timed(message: &Message) -> bool {
     )
 }
 
+/// A large frame being encrypted on the blocking pool: the stream and the buffer come back
+/// with the ciphertext.
+type Encrypted = (CipherStream, Vec<u8>, Result<(), FrameError>);
+type Encrypting = tokio::task::JoinHandle<Encrypted>;
+
 /// One established connection's state.
 struct Connection {
     peer: PeerId,
     stream: TcpStream,
-    channel: SecureChannel,
+    /// The sending stream; `None` while lent out for a large frame (`encrypting`).
+    encryptor: Option<CipherStream>,
+    /// A large frame being encrypted off the runtime's workers.
+    encrypting: Option<Encrypting>,
+    /// A buffer for the next large frame (the last one's, once written), kept while large
+    /// messages keep coming.
+    spare: Vec<u8>,
+    decoder: SecureDecoder,
+    /// Bytes received and not yet returned as frames (see [`ReadBuffer`]).
+    rx: BytesMut,
     link: Arc<Link>,
     clock: Clock,
     /// Whether bytes are still read (not after the end of the stream, an error, or the stop).
@@ -264,7 +385,7 @@ struct Connection {
     /// Messages taken from the link, not yet encoded.
     queue: VecDeque<Message>,
     /// Ciphertext not yet written.
-    out: BytesMut,
+    out: WriteBuffer,
     /// Bytes encoded and bytes written since the channel was established.
     encoded: u64,
     written: u64,
@@ -276,18 +397,30 @@ struct Connection {
     write_progress: Instant,
 }
 
+/// Why encoding stopped the connection: the cipher refused a frame, which never happens with
+/// frames this module builds; the stream would no longer be valid.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encrypt: {0}")]
+struct EncodeError(String);
+
 impl Connection {
     fn new(
         peer: PeerId,
         stream: TcpStream,
-        channel: SecureChannel,
+        encryptor: CipherStream,
+        decoder: SecureDecoder,
+        rx: BytesMut,
         link: Arc<Link>,
         clock: Clock,
     ) -> Self {
         Self {
             peer,
             stream,
-            channel,
+            encryptor: Some(encryptor),
+            encrypting: None,
+            spare: Vec::new(),
+            decoder,
+            rx,
             link,
             clock,
             reading: true,
@@ -297,7 +430,7 @@ impl Connection {
             closed: false,
             held: None,
             queue: VecDeque::new(),
-            out: BytesMut::new(),
+            out: WriteBuffer::default(),
             encoded: 0,
             written: 0,
             batch_ends: VecDeque::new(),
@@ -315,13 +448,16 @@ impl Connection {
                 self.stop_reading();
                 self.held = None;
             }
-            self.fill();
+            if let Err(e) = self.fill() {
+                debug!(peer = self.peer, error = %e, "dropping the connection");
+                return self.give_up(close_by.is_some()).await;
+            }
             if let Err(e) = self.write_now() {
                 debug!(peer = self.peer, error = %e, "write failed");
                 return self.give_up(close_by.is_some()).await;
             }
             if close_by.is_some() {
-                if self.out.is_empty() && self.queue.is_empty() {
+                if self.out.is_empty() && self.queue.is_empty() && self.encrypting.is_none() {
                     self.link.take_outgoing(&mut self.queue);
                     if self.queue.is_empty() {
                         let _ = self.stream.shutdown().await;
@@ -331,7 +467,7 @@ impl Connection {
             } else {
                 self.report_ready();
             }
-            if self.out.is_empty() && !self.queue.is_empty() {
+            if self.out.is_empty() && !self.queue.is_empty() && self.encryptor.is_some() {
                 // More to encode and the socket took everything: go round without waiting,
                 // within the scheduler's budget.
                 tokio::task::consume_budget().await;
@@ -345,6 +481,19 @@ impl Connection {
             let want_write = !self.out.is_empty();
             let write_deadline = self.write_progress + WRITE_TIMEOUT;
             let close_deadline = close_by.unwrap_or(write_deadline);
+            trace!(
+                peer = self.peer,
+                want_read,
+                want_write,
+                out = self.out.len(),
+                queue = self.queue.len(),
+                encrypting = self.encrypting.is_some(),
+                held = self.held.is_some(),
+                unreported = self.read_unreported,
+                frames_left = self.frames_left,
+                rx = self.rx.len(),
+                "waiting"
+            );
             tokio::select! {
                 r = self.stream.readable(), if want_read => match r {
                     Ok(()) => self.read_now(),
@@ -353,6 +502,18 @@ impl Connection {
                 r = self.stream.writable(), if want_write => {
                     if let Err(e) = r {
                         debug!(peer = self.peer, error = %e, "socket failed");
+                        return self.give_up(close_by.is_some()).await;
+                    }
+                }
+                done = async {
+                    match self.encrypting.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.encrypting.is_some() => {
+                    self.encrypting = None;
+                    if let Err(e) = self.encrypted(done) {
+                        debug!(peer = self.peer, error = %e, "dropping the connection");
                         return self.give_up(close_by.is_some()).await;
                     }
                 }
@@ -369,19 +530,35 @@ impl Connection {
         }
     }
 
-    /// Encodes queued messages into `out` until it holds [`WRITE_BATCH_BYTES`].
-    fn fill(&mut self) {
+    /// Encodes queued messages into `out` until it holds [`WRITE_BATCH_BYTES`]. Small frames
+    /// are framed back to back and encrypted with one call; a frame of
+    /// [`DIRECT_ENCRYPT_BYTES`] or more is encrypted straight from the message; one of
+    /// [`OFFLOAD_ENCRYPT_BYTES`] or more is encrypted on the blocking pool (meanwhile nothing
+    /// more is encoded, and the connection goes on writing and reading).
+    fn fill(&mut self) -> Result<(), EncodeError> {
+        // Whatever the node queued is taken now, even if nothing can be encoded yet: the
+        // wake-up for it may already have been spent, and `serve` goes round again without
+        // waiting as long as `queue` holds something it can encode.
+        self.link.take_outgoing(&mut self.queue);
+        let Some(encryptor) = self.encryptor.as_mut() else {
+            return Ok(());
+        };
         let start = self.encoded;
         let was_empty = self.out.is_empty();
+        // Plaintext frames at the end of `out`, encrypted together when the batch ends (or
+        // before a frame encrypted on its own, to keep the stream in order).
+        let mut plain = 0usize;
+        let mut offload = None;
         while self.out.len() < WRITE_BATCH_BYTES {
             if self.queue.is_empty() {
                 self.link.take_outgoing(&mut self.queue);
             }
-            // A timed message is stamped as late as it can be: it waits until the bytes ahead
-            // of it are written, then leaves the queue.
+            // A timed message is stamped as late as it can be: while bytes of an earlier
+            // write wait for the socket it stays queued; it leaves the queue (and is
+            // stamped) in a batch that is written at once.
             match self.queue.front() {
                 None => break,
-                Some(m) if is_timed(m) && !self.out.is_empty() => break,
+                Some(m) if is_timed(m) && !was_empty => break,
                 Some(_) => {}
             }
             let Some(mut message) = self.queue.pop_front() else {
@@ -393,28 +570,82 @@ impl Connection {
                 Message::CurrentTimeReply(m) => m.reply_transmitted_time = self.clock.now(),
                 _ => {}
             }
-            let before = self.out.len();
-            if let Err(e) = self.channel.send(&message, &mut self.out) {
-                debug!(peer = self.peer, error = %e, "cannot encode message");
+            let msg_type = message.msg_type();
+            let data = match message {
+                Message::Trx(d) | Message::Block(d) | Message::Unknown { data: d, .. } => d,
+                other => other.to_data(),
+            };
+            if data.len() > MAX_MESSAGE_SIZE {
+                debug!(
+                    peer = self.peer,
+                    size = data.len(),
+                    "message too large to send"
+                );
                 continue;
             }
-            self.encoded += (self.out.len() - before) as u64;
+            let n = padded_frame_len(data.len());
+            if n >= OFFLOAD_ENCRYPT_BYTES {
+                offload = Some((msg_type, data));
+                break;
+            }
+            if n >= DIRECT_ENCRYPT_BYTES {
+                encrypt_in_place(encryptor, self.out.last(plain)).map_err(encode_error)?;
+                plain = 0;
+                encrypt_frame_into(encryptor, msg_type, &data, self.out.append(n))
+                    .map_err(encode_error)?;
+            } else {
+                frame_into(msg_type, &data, self.out.append(n)).map_err(encode_error)?;
+                plain += n;
+            }
+            self.encoded += n as u64;
         }
+        encrypt_in_place(encryptor, self.out.last(plain)).map_err(encode_error)?;
         if self.encoded > start {
             self.batch_ends.push_back(self.encoded);
             if was_empty {
                 self.write_progress = Instant::now();
             }
         }
+        if let Some((msg_type, data)) = offload
+            && let Some(mut encryptor) = self.encryptor.take()
+        {
+            let mut buf = std::mem::take(&mut self.spare);
+            buf.resize(padded_frame_len(data.len()), 0);
+            self.encrypting = Some(tokio::task::spawn_blocking(move || {
+                let done = encrypt_frame_into(&mut encryptor, msg_type, &data, &mut buf);
+                (encryptor, buf, done)
+            }));
+        }
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             self.queue = VecDeque::new();
         }
+        Ok(())
     }
 
-    /// Writes what the socket takes now, without waiting; notes the batches now written.
+    /// A large frame came back from the blocking pool: its ciphertext joins `out` (taking
+    /// the buffer as it is when nothing is waiting before it).
+    fn encrypted(
+        &mut self,
+        done: Result<Encrypted, tokio::task::JoinError>,
+    ) -> Result<(), EncodeError> {
+        let (encryptor, buf, result) = done.map_err(|e| EncodeError(e.to_string()))?;
+        result.map_err(encode_error)?;
+        self.encryptor = Some(encryptor);
+        let n = buf.len();
+        let was_empty = self.out.is_empty();
+        self.spare = self.out.take_whole(buf);
+        self.encoded += n as u64;
+        self.batch_ends.push_back(self.encoded);
+        if was_empty {
+            self.write_progress = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now, without waiting.
     fn write_now(&mut self) -> io::Result<()> {
         while !self.out.is_empty() {
-            match self.stream.try_write(&self.out) {
+            match self.stream.try_write(self.out.pending()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out.advance(n);
@@ -425,8 +656,14 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        if self.out.is_empty() && self.out.capacity() > 0 && self.queue.is_empty() {
-            self.out = BytesMut::new();
+        if self.out.is_empty() && self.queue.is_empty() && self.encrypting.is_none() {
+            // Idle: nothing is kept for the next message.
+            if self.out.held() > 0 {
+                self.out.release();
+            }
+            if self.spare.capacity() > 0 {
+                self.spare = Vec::new();
+            }
         }
         Ok(())
     }
@@ -449,8 +686,8 @@ impl Connection {
         bytes
     }
 
-    /// Hands the node task every event it has room for: messages read (in order), bytes
-    /// sent, then a protocol error or the end of the stream.
+    /// Hands the node task every event it has room for: bytes sent, messages read (in
+    /// order), then a protocol error or the end of the stream.
     fn report_ready(&mut self) {
         loop {
             if let Some(event) = self.held.take() {
@@ -499,13 +736,13 @@ impl Connection {
         while messages.len() < MAX_MESSAGES_PER_EVENT {
             if !messages.is_empty()
                 && self
-                    .channel
-                    .front_frame_len()
+                    .decoder
+                    .front_frame_len(&self.rx)
                     .is_some_and(|len| size + len > MAX_EVENT_BYTES)
             {
                 break;
             }
-            match self.channel.next_frame() {
+            match self.decoder.decode_frame(&mut self.rx) {
                 Ok(Some(frame)) => match frame.message() {
                     Ok(m) => {
                         size += padded_frame_len(frame.data.len());
@@ -545,8 +782,8 @@ impl Connection {
                 in_flight: 0,
             });
         }
-        let front = self.channel.front_frame_len();
-        ReadBuffer::settle(self.channel.receive_buffer(), front);
+        let front = self.decoder.front_frame_len(&self.rx);
+        ReadBuffer::settle(&mut self.rx, front);
         let bytes = std::mem::take(&mut self.read_unreported);
         if messages.is_empty() && bytes == 0 {
             return None;
@@ -555,7 +792,7 @@ impl Connection {
             peer,
             messages,
             bytes,
-            in_flight: self.channel.buffered(),
+            in_flight: self.rx.len(),
         })
     }
 
@@ -568,14 +805,13 @@ impl Connection {
 
     /// Reads once, without waiting, into the receive buffer.
     fn read_now(&mut self) {
-        let front = self.channel.front_frame_len();
-        let buf = self.channel.receive_buffer();
-        ReadBuffer::reserve(buf, front);
-        match self.stream.try_read_buf(buf) {
+        let front = self.decoder.front_frame_len(&self.rx);
+        ReadBuffer::reserve(&mut self.rx, front);
+        match self.stream.try_read_buf(&mut self.rx) {
             Ok(0) => self.end_of_stream(None),
             Ok(n) => self.read_unreported += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ReadBuffer::settle(self.channel.receive_buffer(), front);
+                ReadBuffer::settle(&mut self.rx, front);
             }
             Err(e) => self.end_of_stream(Some(e)),
         }
@@ -594,7 +830,7 @@ impl Connection {
         self.reading = false;
         self.frames_left = false;
         self.read_unreported = 0;
-        *self.channel.receive_buffer() = BytesMut::new();
+        self.rx = BytesMut::new();
     }
 
     /// The socket cannot be written: report what is left and the close (unless the node
@@ -615,5 +851,132 @@ impl Connection {
                 return;
             }
         }
+    }
+}
+
+fn encode_error(e: impl std::fmt::Display) -> EncodeError {
+    EncodeError(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::SecureCodec;
+
+    #[test]
+    fn an_idle_connection_holds_no_read_buffer() {
+        let mut rx = BytesMut::new();
+        // Bytes arrive: a chunk is taken for the read.
+        ReadBuffer::reserve(&mut rx, None);
+        assert!(rx.capacity() >= READ_CHUNK);
+        // The read completed whole frames and nothing is left: the chunk is released.
+        ReadBuffer::settle(&mut rx, None);
+        assert_eq!(rx.capacity(), 0);
+        // A read that found nothing (spurious readiness) gives the chunk back too.
+        ReadBuffer::reserve(&mut rx, None);
+        ReadBuffer::settle(&mut rx, None);
+        assert_eq!(rx.capacity(), 0);
+    }
+
+    #[test]
+    fn a_small_partial_message_keeps_only_its_own_size() {
+        let mut rx = BytesMut::new();
+        ReadBuffer::reserve(&mut rx, None);
+        rx.extend_from_slice(&[7u8; 5000]);
+        // Frames were taken off the front; 40 bytes of a 112-byte frame remain.
+        let _ = rx.split_to(5000 - 40);
+        ReadBuffer::settle(&mut rx, Some(112));
+        assert_eq!(rx.len(), 40);
+        assert!(rx.capacity() <= 112, "holds {} bytes", rx.capacity());
+        assert_eq!(&rx[..], &[7u8; 40][..]);
+        // Header not in yet: only the bytes themselves.
+        let mut rx = BytesMut::with_capacity(READ_CHUNK);
+        rx.extend_from_slice(&[1u8; 10]);
+        ReadBuffer::settle(&mut rx, None);
+        assert!(rx.capacity() <= 16);
+        // The next read gets a whole chunk again, keeping the partial bytes.
+        ReadBuffer::reserve(&mut rx, None);
+        assert!(rx.capacity() - rx.len() >= READ_CHUNK);
+        assert_eq!(&rx[..], &[1u8; 10][..]);
+    }
+
+    #[test]
+    fn a_large_message_is_read_into_a_buffer_of_its_size() {
+        let frame = padded_frame_len(1_500_000);
+        let mut rx = BytesMut::new();
+        ReadBuffer::reserve(&mut rx, None);
+        rx.extend_from_slice(&[0u8; 1000]);
+        // Its header is in: the rest of it is reserved, not more.
+        ReadBuffer::reserve(&mut rx, Some(frame));
+        assert!(rx.capacity() >= frame);
+        assert!(rx.capacity() < 2 * frame);
+        let cap = rx.capacity();
+        // Kept as it is while the message arrives; no further growth.
+        ReadBuffer::settle(&mut rx, Some(frame));
+        assert_eq!(rx.capacity(), cap);
+        rx.extend_from_slice(&vec![0u8; frame - 1000 - 16]);
+        ReadBuffer::reserve(&mut rx, Some(frame));
+        assert_eq!(rx.capacity(), cap, "16 bytes to go fit in what is there");
+    }
+
+    #[test]
+    fn the_write_buffer_reuses_its_bytes_and_is_released_when_idle() {
+        let mut out = WriteBuffer::default();
+        out.append(100).fill(1);
+        out.append(50).fill(2);
+        assert_eq!(out.len(), 150);
+        out.advance(120);
+        assert_eq!(out.pending(), &[2u8; 30][..]);
+        // Room at the end is made by moving what waits to the front, not by growing.
+        let held = out.held();
+        out.append(100).fill(3);
+        assert_eq!(out.held(), held);
+        assert_eq!(out.len(), 130);
+        out.advance(130);
+        assert!(out.is_empty());
+        // A whole buffer is taken as it is when nothing waits, and the old one handed back.
+        let previous = out.take_whole(vec![9u8; 64]);
+        assert_eq!(previous.capacity(), held);
+        assert_eq!(out.pending(), &[9u8; 64][..]);
+        // Something waits: the next whole buffer is copied behind it.
+        let back = out.take_whole(vec![8u8; 16]);
+        assert_eq!(back, vec![8u8; 16]);
+        assert_eq!(out.len(), 80);
+        out.advance(80);
+        out.release();
+        assert_eq!(out.held(), 0);
+    }
+
+    #[test]
+    fn batched_frames_decode_as_sent() {
+        // What `fill` does: small frames back to back, encrypted with one call; large ones
+        // encrypted on their own; the receiving codec sees one valid stream.
+        let key = [4u8; 32];
+        let iv = [5u8; 16];
+        let (mut encryptor, _) = SecureCodec::from_key_iv(&key, &iv).into_parts();
+        let mut rx_codec = SecureCodec::from_key_iv(&key, &iv);
+        let mut out = WriteBuffer::default();
+        let sizes = [0usize, 100, 5000, 17, 300_000, 3];
+        let mut plain = 0;
+        for (i, n) in sizes.iter().enumerate() {
+            let data = vec![i as u8; *n];
+            let len = padded_frame_len(*n);
+            if len >= DIRECT_ENCRYPT_BYTES {
+                encrypt_in_place(&mut encryptor, out.last(plain)).unwrap();
+                plain = 0;
+                encrypt_frame_into(&mut encryptor, 5050, &data, out.append(len)).unwrap();
+            } else {
+                frame_into(5050, &data, out.append(len)).unwrap();
+                plain += len;
+            }
+        }
+        encrypt_in_place(&mut encryptor, out.last(plain)).unwrap();
+        let mut wire = BytesMut::from(out.pending());
+        for (i, n) in sizes.iter().enumerate() {
+            let frame = rx_codec.decode_frame(&mut wire).unwrap().unwrap();
+            assert_eq!(frame.data.len(), *n);
+            assert!(frame.data.iter().all(|b| *b == i as u8));
+        }
+        assert!(wire.is_empty());
     }
 }

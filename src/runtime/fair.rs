@@ -194,7 +194,9 @@ impl Link {
     }
 
     /// Resolves on the next change the connection may care about (a message queued, room for
-    /// an event, the stop), or at once if one came since the last call.
+    /// an event, the stop), or at once if one came since the last call. The connection has
+    /// one waiter at a time on these wake-ups (this, [`Link::report`] or
+    /// [`Link::stopped`]): each wakes one waiter.
     pub async fn changed(&self) {
         self.wake.notified().await
     }

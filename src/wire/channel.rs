@@ -90,19 +90,12 @@ impl SecureChannel {
         self.rx.len()
     }
 
-    /// The receive buffer, for reading ciphertext straight into it once the key exchange is
-    /// over: bytes appended to it are received, as if handed to [`SecureChannel::receive`]
-    /// (which copies). Holds only what is not yet returned as frames; the caller decides how
-    /// much room it keeps (see `runtime::connection::ReadBuffer`).
-    pub fn receive_buffer(&mut self) -> &mut BytesMut {
-        &mut self.rx
-    }
-
-    /// The wire length of the frame arriving at the front of the receive buffer, once its
-    /// header is decrypted (see [`SecureCodec::front_frame_len`]).
-    pub fn front_frame_len(&self) -> Option<usize> {
-        match &self.state {
-            State::Established { codec, .. } => codec.front_frame_len(&self.rx),
+    /// The established channel taken apart: its codec, its session keys, and the bytes
+    /// received and not yet returned as frames (the caller goes on decoding them with the
+    /// codec). `None` before the key exchange has finished.
+    pub fn into_parts(self) -> Option<(SecureCodec, SessionKeys, BytesMut)> {
+        match self.state {
+            State::Established { codec, keys, .. } => Some((*codec, *keys, self.rx)),
             State::Exchanging(_) => None,
         }
     }

@@ -195,7 +195,10 @@ async fn an_inventory_flood_is_bounded_and_the_witness_stays_served() {
     assert!(count > 0, "the witness measured during the flood");
     assert!(worst < SERVED_WITHIN, "worst round trip {worst:?}");
     assert_eq!(m.inventory_from_peers_max_peer, MAX_TRX_INVENTORY_PER_PEER);
-    assert_eq!(m.connections.active, 2, "9 messages past the limit do not ban");
+    assert_eq!(
+        m.connections.active, 2,
+        "9 messages past the limit do not ban"
+    );
     assert_eq!(
         m.items_to_fetch + m.items_requested,
         MAX_TRX_INVENTORY_PER_PEER,
