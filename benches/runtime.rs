@@ -141,9 +141,7 @@ struct NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         // SIGINT first: the node stops cleanly (and a wrapping tool writes its report).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-INT", &self.pid()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(50));
@@ -151,6 +149,23 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl NodeProcess {
+    /// The node's process id: the child itself, or the `grapevine` process a wrapping tool
+    /// (`GRAPEVINE_BENCH_NODE_WRAPPER`) started.
+    fn pid(&self) -> String {
+        let child = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .find(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "grapevine")
+            })
+            .map_or_else(|| child.to_string(), str::to_string)
     }
 }
 
@@ -434,7 +449,7 @@ impl Peers {
 
 async fn connections(count: usize) {
     let node = spawn_node(count + 16);
-    let pid = node.child.id().to_string();
+    let pid = node.pid();
     let own = std::process::id().to_string();
     // Let the node settle (its first timers, the status API) before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -501,8 +516,8 @@ fn cpu_by_thread(pid: &str) -> HashMap<String, u64> {
         .collect()
 }
 
-/// Seconds of CPU the threads of `pid` ran since `before` (threads that ended meanwhile
-/// are not counted; none does while a connection streams).
+/// Seconds of CPU the threads of `pid` ran since `before` (threads that ended meanwhile are
+/// not counted; none does while a connection streams).
 fn cpu_since(pid: &str, before: &HashMap<String, u64>) -> f64 {
     let ns: u64 = cpu_by_thread(pid)
         .iter()
@@ -593,7 +608,7 @@ async fn send_batch(peers: &mut Peers, peer: PeerId, node: &str, count: usize, s
 
 async fn stream(sizes: &[(&str, usize, usize)]) {
     let node = spawn_node(16);
-    let pid = node.child.id().to_string();
+    let pid = node.pid();
     let mut peers = Peers::new();
     let ids = peers.connect(node.p2p, 1).await;
     let peer = *ids.first().expect("one peer active");
@@ -617,11 +632,7 @@ async fn stream(sizes: &[(&str, usize, usize)]) {
         let peer_cpu = spread(runs.iter().map(|r| r.cpu_peer / mib * 1000.0));
         let node_cpu = spread(runs.iter().map(|r| r.cpu_node / mib * 1000.0));
         let cbc_cpu = spread(cbc.iter().map(|c| c.cpu_peer / mib * 1000.0));
-        let cpu_ratio = spread(
-            runs.iter()
-                .zip(&cbc)
-                .map(|(r, c)| c.cpu_peer / r.cpu_peer.max(r.cpu_node)),
-        );
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("{label} x {count} (median (min-max) of {RUNS}):");
         println!(
             "  connection {} MiB/s, {} msgs/s; plain CBC {} MiB/s; ratio {}",
@@ -631,12 +642,14 @@ async fn stream(sizes: &[(&str, usize, usize)]) {
             show(ratio, 2)
         );
         println!(
-            "  CPU ms per MiB: sending peer {}, node {}, plain CBC {}; ratio with a core per \
-             side (CBC / slower side) {}",
+            "  CPU ms per MiB: sending peer {}, node {}, plain CBC {}; load average after: {}",
             show(peer_cpu, 3),
             show(node_cpu, 3),
             show(cbc_cpu, 3),
-            show(cpu_ratio, 2)
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
         );
     }
     drop(peers);

@@ -208,6 +208,58 @@ async fn an_inventory_flood_is_bounded_and_the_witness_stays_served() {
     node.shutdown().await;
 }
 
+/// Row: a peer floods the node with 300,000 small messages of a type it ignores (5050, 100
+/// bytes each), written in 64 KiB pieces as fast as it can. The node reads them all (up to
+/// `MAX_MESSAGES_PER_EVENT` per turn, one turn per connection in turn), the witness's time
+/// requests are answered in under 200 ms throughout, and the flooder is still served after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_small_messages_leaves_the_witness_served() {
+    const COUNT: usize = 300_000;
+    let _heavy = HEAVY.lock().await;
+    let node = quiet_node("small-flood").await;
+    let mut w = witness(&node).await;
+    let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
+    hostile.activate(CHAIN).await;
+    answer_sync(&mut hostile).await;
+    let flood = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let started = Instant::now();
+        let message = Message::Unknown {
+            msg_type: 5050,
+            data: vec![0x42; 100],
+        };
+        let mut sent = 0;
+        while sent < COUNT {
+            let mut piece = bytes::BytesMut::new();
+            while piece.len() < 64 * 1024 && sent < COUNT {
+                hostile.channel.send(&message, &mut piece).unwrap();
+                sent += 1;
+            }
+            hostile.stream.write_all(&piece).await.unwrap();
+        }
+        (hostile, started.elapsed())
+    });
+    let (worst, count, flood) = round_trips_until(&mut w, flood).await;
+    let (mut hostile, sent_in) = flood.unwrap();
+    // Everything before it read: its own time request is answered after the flood.
+    let rtt = hostile.time_round_trip(T).await;
+    println!(
+        "small-message flood: {COUNT} x 100 B sent in {sent_in:?}; witness round trips \
+         {count}, worst {worst:?}; the flooder's round trip after it {rtt:?}"
+    );
+    assert!(
+        rtt.is_some(),
+        "the flood was read and the flooder is still served"
+    );
+    assert!(count > 0, "the witness measured during the flood");
+    assert!(worst < SERVED_WITHIN, "worst round trip {worst:?}");
+    assert_served(&mut w).await;
+    let m = memory(&node).await;
+    assert_bounded(&m);
+    assert_eq!(m.connections.active, 2, "{m:?}");
+    node.shutdown().await;
+}
+
 /// Row: block-id inventories nobody asked for (200 of 1,000 ids, then one of 100,000 ids,
 /// near the 2 MiB message limit). The reference logs and ignores them ("received a list of
 /// sync items available from peer, but I didn't ask for any"); so does the node: the sender
