@@ -84,6 +84,7 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(note_thread)
         .enable_all()
         .build()
         .expect("runtime");
@@ -105,6 +106,27 @@ fn main() {
     if !sizes.is_empty() {
         rt.block_on(stream(&sizes));
     }
+}
+
+/// This process's runtime threads in the order they started: the two workers (started with
+/// the runtime), then blocking-pool threads (where a connection encrypts large frames).
+static RUNTIME_THREADS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_thread() {
+    if let Ok(path) = std::fs::read_link("/proc/thread-self")
+        && let Some(tid) = path.file_name()
+        && let Ok(mut threads) = RUNTIME_THREADS.lock()
+    {
+        threads.push(tid.to_string_lossy().into_owned());
+    }
+}
+
+/// The blocking-pool threads of this process so far.
+fn blocking_threads() -> Vec<String> {
+    RUNTIME_THREADS
+        .lock()
+        .map(|t| t.iter().skip(2).cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Sizes of the per-peer structures, for the breakdown.
@@ -516,14 +538,20 @@ fn cpu_by_thread(pid: &str) -> HashMap<String, u64> {
         .collect()
 }
 
-/// Seconds of CPU the threads of `pid` ran since `before` (threads that ended meanwhile are
-/// not counted; none does while a connection streams).
-fn cpu_since(pid: &str, before: &HashMap<String, u64>) -> f64 {
-    let ns: u64 = cpu_by_thread(pid)
-        .iter()
-        .map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum();
-    ns as f64 / 1e9
+/// Seconds of CPU the threads of `pid` ran since `before`: those named in `apart`, and the
+/// others (threads that ended meanwhile are not counted; none does while a connection
+/// streams).
+fn cpu_since(pid: &str, before: &HashMap<String, u64>, apart: &[String]) -> (f64, f64) {
+    let (mut inside, mut outside) = (0u64, 0u64);
+    for (tid, now) in cpu_by_thread(pid) {
+        let ns = now.saturating_sub(before.get(&tid).copied().unwrap_or(0));
+        if apart.contains(&tid) {
+            inside += ns;
+        } else {
+            outside += ns;
+        }
+    }
+    (inside as f64 / 1e9, outside as f64 / 1e9)
 }
 
 /// CPU time of the calling thread, in seconds.
@@ -538,6 +566,9 @@ fn thread_cpu_seconds() -> f64 {
 #[derive(Clone, Copy)]
 struct Run {
     wall: f64,
+    /// The sending peer's blocking-pool threads (large frames' encryption)...
+    cpu_cipher: f64,
+    /// ...and its other threads (everything else: writing, smaller frames, events).
     cpu_peer: f64,
     cpu_node: f64,
 }
@@ -557,7 +588,8 @@ fn plain_cbc(frames: usize, data_len: usize) -> Run {
     std::hint::black_box(&buf);
     Run {
         wall,
-        cpu_peer: cpu,
+        cpu_cipher: cpu,
+        cpu_peer: 0.0,
         cpu_node: 0.0,
     }
 }
@@ -599,10 +631,13 @@ async fn send_batch(peers: &mut Peers, peer: PeerId, node: &str, count: usize, s
         peers.run_until(|h| matches!(h, Happened::TimeReply(p) if *p == peer)),
     );
     assert!(done.await.is_ok(), "the node answered");
+    let wall = t.elapsed().as_secs_f64();
+    let (cpu_cipher, cpu_peer) = cpu_since(&own, &cpu_peer, &blocking_threads());
     Run {
-        wall: t.elapsed().as_secs_f64(),
-        cpu_peer: cpu_since(&own, &cpu_peer),
-        cpu_node: cpu_since(node, &cpu_node),
+        wall,
+        cpu_cipher,
+        cpu_peer,
+        cpu_node: cpu_since(node, &cpu_node, &[]).1,
     }
 }
 
@@ -627,11 +662,20 @@ async fn stream(sizes: &[(&str, usize, usize)]) {
         let msgs = spread(runs.iter().map(|r| count as f64 / r.wall));
         let cbc_rate = spread(cbc.iter().map(|c| mib / c.wall));
         let ratio = spread(runs.iter().zip(&cbc).map(|(r, c)| c.wall / r.wall));
-        // CPU per MiB on each side; what one connection would move with a core per side
-        // (the slower side bounds it), against CBC per CPU second.
-        let peer_cpu = spread(runs.iter().map(|r| r.cpu_peer / mib * 1000.0));
-        let node_cpu = spread(runs.iter().map(|r| r.cpu_node / mib * 1000.0));
-        let cbc_cpu = spread(cbc.iter().map(|c| c.cpu_peer / mib * 1000.0));
+        // CPU per MiB of each stage of the pipeline: the sender's large-frame encryption
+        // (blocking pool), the rest of the sender, the node. They overlap (one message is
+        // encrypted while the last one is written and read), so with a core for each the
+        // busiest stage bounds the connection.
+        let ms = |v: f64| v / mib * 1000.0;
+        let cipher_cpu = spread(runs.iter().map(|r| ms(r.cpu_cipher)));
+        let peer_cpu = spread(runs.iter().map(|r| ms(r.cpu_peer)));
+        let node_cpu = spread(runs.iter().map(|r| ms(r.cpu_node)));
+        let cbc_cpu = spread(cbc.iter().map(|c| ms(c.cpu_cipher)));
+        let bound = spread(
+            runs.iter()
+                .zip(&cbc)
+                .map(|(r, c)| c.cpu_cipher / r.cpu_cipher.max(r.cpu_peer).max(r.cpu_node)),
+        );
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("{label} x {count} (median (min-max) of {RUNS}):");
         println!(
@@ -642,10 +686,16 @@ async fn stream(sizes: &[(&str, usize, usize)]) {
             show(ratio, 2)
         );
         println!(
-            "  CPU ms per MiB: sending peer {}, node {}, plain CBC {}; load average after: {}",
+            "  CPU ms per MiB: sender's large-frame encryption {}, rest of the sender {}, \
+             node {}; plain CBC {}",
+            show(cipher_cpu, 3),
             show(peer_cpu, 3),
             show(node_cpu, 3),
             show(cbc_cpu, 3),
+        );
+        println!(
+            "  with a core per stage (plain CBC / busiest stage): {}; load average after: {}",
+            show(bound, 2),
             load.split_whitespace()
                 .take(3)
                 .collect::<Vec<_>>()

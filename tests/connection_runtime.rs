@@ -220,6 +220,25 @@ async fn large_and_small_messages_keep_their_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_while_a_large_frame_is_encrypted_are_sent() {
+    // A large frame is encrypted off the connection's task; a message queued meanwhile wakes
+    // the task while it can encode nothing. It must still leave once the frame is done, with
+    // no further wake-up (none comes: nothing else is queued).
+    let mut pair = Pair::connect(|_| {}).await;
+    let mut got = Seen::default();
+    for round in 0..30u32 {
+        pair.a.send(tagged(round, 600_000));
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        pair.a.send(tagged(round, 10));
+        let want = 2 * (round as usize + 1);
+        collect(&mut pair.b_events, &mut got, |s| s.messages.len() == want).await;
+        assert_eq!(got.messages[want - 1], tagged(round, 10), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_connection_flushes_what_was_queued_then_closes() {
     let mut pair = Pair::connect(|_| {}).await;
     for i in 0..200 {

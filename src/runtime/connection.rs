@@ -17,6 +17,7 @@
 //! connection is written at once. Each [`Event::Sent`] counts whole messages written, so the
 //! node core's queue accounting stays exact.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -220,6 +221,19 @@ fn protocol_error(peer: PeerId, error: impl std::fmt::Display) -> Event {
 /// message.
 pub struct ReadBuffer;
 
+thread_local! {
+    /// One read chunk per runtime thread, kept between reads: an empty connection's chunk
+    /// comes back here instead of to the allocator, so reading does not allocate (and fault in)
+    /// fresh memory for every read, while idle connections still hold none.
+    static SPARE_READ_CHUNK: RefCell<Option<BytesMut>> = const { RefCell::new(None) };
+    /// Likewise one write buffer per runtime thread (up to [`MAX_SPARE_WRITE_BUFFER`]).
+    static SPARE_WRITE_BUFFER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// The largest write buffer kept for reuse on a runtime thread: the coalescing limit and
+/// a frame beyond it.
+const MAX_SPARE_WRITE_BUFFER: usize = 2 * WRITE_BATCH_BYTES;
+
 impl ReadBuffer {
     /// Makes room in `buf` for the next read; `front_frame` is the wire length of the frame
     /// at its front, when its header has arrived.
@@ -228,15 +242,28 @@ impl ReadBuffer {
             Some(len) if len > READ_CHUNK => len.saturating_sub(buf.len()),
             _ => READ_CHUNK,
         };
+        if buf.capacity() == 0
+            && let Some(spare) = SPARE_READ_CHUNK.with(|s| s.borrow_mut().take())
+        {
+            *buf = spare;
+        }
         buf.reserve(want.max(1));
     }
 
-    /// After the complete frames were taken off `buf`: releases it if empty; a small partial
-    /// frame keeps a buffer of its own size instead of the chunk it arrived in.
+    /// After the complete frames were taken off `buf`: releases it if empty (to the thread's
+    /// spare chunk when that is free); a small partial frame keeps a buffer of its own size
+    /// instead of the chunk it arrived in.
     pub fn settle(buf: &mut BytesMut, front_frame: Option<usize>) {
         if buf.is_empty() {
-            if buf.capacity() > 0 {
-                *buf = BytesMut::new();
+            let mut chunk = std::mem::take(buf);
+            // Only a chunk nothing else shares, of the usual size, is kept.
+            if chunk.try_reclaim(READ_CHUNK) && chunk.capacity() <= 2 * READ_CHUNK {
+                SPARE_READ_CHUNK.with(|s| {
+                    let mut s = s.borrow_mut();
+                    if s.is_none() {
+                        *s = Some(chunk);
+                    }
+                });
             }
             return;
         }
@@ -298,6 +325,11 @@ impl WriteBuffer {
 
     /// Room for `n` more bytes at the end; what was there before is unspecified.
     fn append(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.capacity() == 0
+            && let Some(spare) = SPARE_WRITE_BUFFER.with(|s| s.borrow_mut().take())
+        {
+            self.buf = spare;
+        }
         if self.end + n > self.buf.len() && self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -335,8 +367,18 @@ impl WriteBuffer {
         self.buf.capacity()
     }
 
+    /// Releases the buffer (to the thread's spare when that is free and it is not large).
     fn release(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
         *self = Self::default();
+        if buf.capacity() > 0 && buf.capacity() <= MAX_SPARE_WRITE_BUFFER {
+            SPARE_WRITE_BUFFER.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.is_none() {
+                    *s = Some(buf);
+                }
+            });
+        }
     }
 }
 
@@ -350,7 +392,9 @@ fn is_timed(message: &Message) -> bool {
 
 /// A large frame being encrypted on the blocking pool: the stream and the buffer come back
 /// with the ciphertext.
-type Encrypted = (CipherStream, Vec<u8>, Result<(), FrameError>);
+/// The stream, the ciphertext, whether it worked, and the message's data (freed back on the
+/// connection's own thread, not on the one encrypting).
+type Encrypted = (CipherStream, Vec<u8>, Result<(), FrameError>, Vec<u8>);
 type Encrypting = tokio::task::JoinHandle<Encrypted>;
 
 /// One established connection's state.
@@ -467,9 +511,13 @@ impl Connection {
             } else {
                 self.report_ready();
             }
-            if self.out.is_empty() && !self.queue.is_empty() && self.encryptor.is_some() {
+            if self.out.is_empty()
+                && self.encryptor.is_some()
+                && (!self.queue.is_empty() || self.link.has_outgoing())
+            {
                 // More to encode and the socket took everything: go round without waiting,
-                // within the scheduler's budget.
+                // within the scheduler's budget. (The link's queue is looked at too: its
+                // wake-up may have been spent while nothing could be encoded.)
                 tokio::task::consume_budget().await;
                 continue;
             }
@@ -536,10 +584,6 @@ impl Connection {
     /// [`OFFLOAD_ENCRYPT_BYTES`] or more is encrypted on the blocking pool (meanwhile nothing
     /// more is encoded, and the connection goes on writing and reading).
     fn fill(&mut self) -> Result<(), EncodeError> {
-        // Whatever the node queued is taken now, even if nothing can be encoded yet: the
-        // wake-up for it may already have been spent, and `serve` goes round again without
-        // waiting as long as `queue` holds something it can encode.
-        self.link.take_outgoing(&mut self.queue);
         let Some(encryptor) = self.encryptor.as_mut() else {
             return Ok(());
         };
@@ -613,7 +657,7 @@ impl Connection {
             buf.resize(padded_frame_len(data.len()), 0);
             self.encrypting = Some(tokio::task::spawn_blocking(move || {
                 let done = encrypt_frame_into(&mut encryptor, msg_type, &data, &mut buf);
-                (encryptor, buf, done)
+                (encryptor, buf, done, data)
             }));
         }
         if self.queue.is_empty() && self.queue.capacity() > 0 {
@@ -628,7 +672,8 @@ impl Connection {
         &mut self,
         done: Result<Encrypted, tokio::task::JoinError>,
     ) -> Result<(), EncodeError> {
-        let (encryptor, buf, result) = done.map_err(|e| EncodeError(e.to_string()))?;
+        let (encryptor, buf, result, data) = done.map_err(|e| EncodeError(e.to_string()))?;
+        drop(data);
         result.map_err(encode_error)?;
         self.encryptor = Some(encryptor);
         let n = buf.len();
@@ -730,7 +775,10 @@ impl Connection {
     /// The next event of messages from the receive buffer: up to the per-event limits, and
     /// with the bytes read and `in_flight` once no complete frame is left.
     fn next_batch(&mut self) -> Option<Event> {
-        let mut messages = Vec::new();
+        // Room for as many messages as the buffer may hold (one per 128 bytes), so the
+        // vector is not regrown message by message.
+        let mut messages =
+            Vec::with_capacity((self.rx.len() / 128).clamp(1, MAX_MESSAGES_PER_EVENT));
         let mut size = 0usize;
         let mut complete = false;
         while messages.len() < MAX_MESSAGES_PER_EVENT {
@@ -743,16 +791,21 @@ impl Connection {
                 break;
             }
             match self.decoder.decode_frame(&mut self.rx) {
-                Ok(Some(frame)) => match frame.message() {
-                    Ok(m) => {
-                        size += padded_frame_len(frame.data.len());
-                        messages.push(m);
+                Ok(Some(frame)) => {
+                    size += padded_frame_len(frame.data.len());
+                    if self.rx.is_empty() && frame.data.len() > READ_CHUNK {
+                        // A large message received into a buffer of its own, with nothing
+                        // after it: let the message have the buffer (no copy).
+                        self.rx = BytesMut::new();
                     }
-                    Err(e) => {
-                        self.fail(e);
-                        break;
+                    match frame.into_message() {
+                        Ok(m) => messages.push(m),
+                        Err(e) => {
+                            self.fail(e);
+                            break;
+                        }
                     }
-                },
+                }
                 Ok(None) => {
                     complete = true;
                     break;
@@ -872,10 +925,23 @@ mod tests {
         // The read completed whole frames and nothing is left: the chunk is released.
         ReadBuffer::settle(&mut rx, None);
         assert_eq!(rx.capacity(), 0);
-        // A read that found nothing (spurious readiness) gives the chunk back too.
+        // A read that found nothing (spurious readiness) gives the chunk back too; the next
+        // read on this thread reuses it instead of allocating.
         ReadBuffer::reserve(&mut rx, None);
+        let chunk = rx.as_ptr();
         ReadBuffer::settle(&mut rx, None);
         assert_eq!(rx.capacity(), 0);
+        let mut other = BytesMut::new();
+        ReadBuffer::reserve(&mut other, None);
+        assert_eq!(other.as_ptr(), chunk, "the thread's spare chunk");
+        // A chunk still shared with a frame being decoded is not kept for reuse.
+        other.extend_from_slice(&[1u8; 32]);
+        let frame = other.split_to(32).freeze();
+        ReadBuffer::settle(&mut other, None);
+        let mut third = BytesMut::new();
+        ReadBuffer::reserve(&mut third, None);
+        assert_ne!(third.as_ptr(), chunk);
+        drop(frame);
     }
 
     #[test]

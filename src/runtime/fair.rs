@@ -180,6 +180,11 @@ impl Link {
         }
     }
 
+    /// Whether the node queued messages not taken yet.
+    pub fn has_outgoing(&self) -> bool {
+        !lock(&self.state).outgoing.is_empty()
+    }
+
     /// Moves the messages the node queued onto the end of `into`.
     pub fn take_outgoing(&self, into: &mut VecDeque<Message>) {
         let mut s = lock(&self.state);

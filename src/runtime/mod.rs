@@ -563,8 +563,9 @@ impl NodeTask {
         in_flight: usize,
     ) {
         let digest = self.connections.get(&peer).and_then(|c| c.digest);
+        // One reading of the clock for the event: its messages arrived together.
+        let now = self.clock.now();
         while let Some(message) = messages.next() {
-            let now = self.clock.now();
             self.node.on_message(peer, message, digest, now);
             if messages.len() == 0 {
                 break;
@@ -584,7 +585,6 @@ impl NodeTask {
             }
         }
         if bytes > 0 {
-            let now = self.clock.now();
             self.node.on_bytes_received(peer, bytes, in_flight, now);
         }
     }

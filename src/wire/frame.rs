@@ -69,6 +69,12 @@ impl Frame {
     pub fn message(&self) -> Result<Message, DecodeError> {
         Message::decode(self.msg_type, &self.data)
     }
+
+    /// Decodes the frame's message, keeping the frame's buffer for opaque data when it is the
+    /// only one using it (see [`Message::decode_owned`]).
+    pub fn into_message(self) -> Result<Message, DecodeError> {
+        Message::decode_owned(self.msg_type, self.data)
+    }
 }
 
 /// The header of the frame at the front of `buf`, if 8 bytes are there. The size is checked
@@ -485,6 +491,39 @@ mod tests {
                 assert_eq!(f.data.len(), sizes[i]);
             }
         }
+    }
+
+    #[test]
+    fn opaque_data_keeps_the_frame_buffer_when_alone() {
+        let data = vec![3u8; 100_000];
+        let at = data.as_ptr();
+        let frame = Frame {
+            msg_type: 5050,
+            data: Bytes::from(data),
+        };
+        match frame.into_message().unwrap() {
+            Message::Unknown { msg_type, data } => {
+                assert_eq!(msg_type, 5050);
+                assert_eq!(data.as_ptr(), at, "no copy");
+                assert_eq!(data, vec![3u8; 100_000]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Shared with something else: copied, both intact.
+        let shared = Bytes::from(vec![4u8; 64]);
+        let frame = Frame {
+            msg_type: 1000,
+            data: shared.clone(),
+        };
+        assert_eq!(frame.into_message().unwrap(), Message::Trx(vec![4u8; 64]));
+        assert_eq!(shared, vec![4u8; 64]);
+        // A block too short to hold its id is refused as `decode` refuses it.
+        let short = Frame {
+            msg_type: 1001,
+            data: Bytes::from(vec![0u8; 3]),
+        };
+        assert_eq!(short.clone().into_message(), short.message());
+        assert!(short.into_message().is_err());
     }
 
     #[test]
