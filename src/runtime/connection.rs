@@ -5,17 +5,24 @@
 //! **Memory.** An idle established connection holds its socket, its two cipher states and this
 //! task, and no buffer: bytes are read into a buffer taken when they arrive and kept only
 //! while a message is partly received ([`ReadBuffer`]), and queued messages are encoded into
-//! a buffer released once it is written.
+//! a buffer released once it is written. Each runtime thread keeps one spare read chunk and
+//! one spare write buffer for the next connection that needs one, so busy connections do not
+//! allocate per read or write.
 //!
-//! **Reading.** The messages a read completes go to the node task in events of at most
-//! [`MAX_MESSAGES_PER_EVENT`] messages and [`MAX_EVENT_BYTES`] (a larger message goes alone);
-//! the last event of a read carries the bytes read and the bytes of a message still arriving
-//! (`in_flight`). Nothing more is read while the link's event queue is full.
+//! **Reading.** Bytes are read straight into the receive buffer and decrypted in place. The
+//! messages a read completes go to the node task in events of at most
+//! [`MAX_MESSAGES_PER_EVENT`] messages and [`MAX_EVENT_BYTES`] (a larger message goes alone,
+//! keeping its buffer); the last event of a read carries the bytes read and the bytes of a
+//! message still arriving (`in_flight`). Nothing more is read while the link's event queue is
+//! full. Exactly the peer's 33 key bytes are read before that.
 //!
 //! **Writing.** Messages queued while the socket could take bytes are encoded back to back into
 //! one buffer, up to [`WRITE_BATCH_BYTES`], and written together; a message queued on an idle
-//! connection is written at once. Each [`Event::Sent`] counts whole messages written, so the
-//! node core's queue accounting stays exact.
+//! connection is written at once. Small frames are encrypted together in place; larger ones
+//! straight from the message's data; frames of [`OFFLOAD_ENCRYPT_BYTES`] or more on the
+//! blocking pool while the connection goes on writing and reading. Time fields are stamped
+//! as the message leaves the queue, in a batch written at once. Each [`Event::Sent`] counts
+//! whole messages written, so the node core's queue accounting stays exact.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -58,7 +65,8 @@ pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 pub const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// How long a TCP connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A peer that accepts none of our bytes for this long is given up on.
+/// A peer that accepts none of our bytes for this long is given up on: the connection ends
+/// and is reported closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// After the node closes a connection, its writer gets this long to flush what was queued (a
@@ -283,6 +291,11 @@ impl ReadBuffer {
 /// the milliseconds its encryption takes (about 1.2 ms per MiB: CBC encryption is serial);
 /// meanwhile the connection goes on writing what is ready and reading.
 pub const OFFLOAD_ENCRYPT_BYTES: usize = 256 * 1024;
+
+/// A large frame (see [`OFFLOAD_ENCRYPT_BYTES`]) is taken for encryption while up to this much
+/// ciphertext still waits for the socket, so that encrypting one and writing the last overlap;
+/// bounds the writer to two frames of the largest size.
+pub const ENCRYPT_AHEAD_BYTES: usize = MAX_MESSAGE_SIZE + 16;
 
 /// Frames at least this long are encrypted straight from the message's data (the cipher reads
 /// it once, no plaintext copy); shorter ones are framed back to back and encrypted together
@@ -593,17 +606,25 @@ impl Connection {
         // before a frame encrypted on its own, to keep the stream in order).
         let mut plain = 0usize;
         let mut offload = None;
-        while self.out.len() < WRITE_BATCH_BYTES {
+        loop {
             if self.queue.is_empty() {
                 self.link.take_outgoing(&mut self.queue);
             }
             // A timed message is stamped as late as it can be: while bytes of an earlier
             // write wait for the socket it stays queued; it leaves the queue (and is
             // stamped) in a batch that is written at once.
-            match self.queue.front() {
-                None => break,
-                Some(m) if is_timed(m) && !was_empty => break,
-                Some(_) => {}
+            let ahead =
+                match self.queue.front() {
+                    None => break,
+                    Some(m) if is_timed(m) && !was_empty => break,
+                    // A large frame is encrypted while the last one is still being written.
+                    Some(
+                        Message::Trx(d) | Message::Block(d) | Message::Unknown { data: d, .. },
+                    ) if padded_frame_len(d.len()) >= OFFLOAD_ENCRYPT_BYTES => ENCRYPT_AHEAD_BYTES,
+                    Some(_) => WRITE_BATCH_BYTES,
+                };
+            if self.out.len() >= ahead {
+                break;
             }
             let Some(mut message) = self.queue.pop_front() else {
                 break;
