@@ -61,6 +61,23 @@ impl CipherStream {
         Ok(())
     }
 
+    /// Encrypts or decrypts (as the stream was made) `input` into `output`, which must be the
+    /// same whole number of blocks; otherwise nothing is touched and the state does not move.
+    /// The bytes are read once, by the cipher: no copy of the input is made first.
+    pub fn apply_b2b(&mut self, input: &[u8], output: &mut [u8]) -> Result<(), CryptoError> {
+        let (in_blocks, in_rest) = Array::slice_as_chunks(input);
+        let (out_blocks, out_rest) = Array::slice_as_chunks_mut(output);
+        if !in_rest.is_empty() || !out_rest.is_empty() || in_blocks.len() != out_blocks.len() {
+            return Err(CryptoError::NotBlockAligned(input.len()));
+        }
+        let done = match &mut self.mode {
+            Mode::Encrypt(e) => e.encrypt_blocks_b2b(in_blocks, out_blocks),
+            Mode::Decrypt(d) => d.decrypt_blocks_b2b(in_blocks, out_blocks),
+        };
+        // The lengths were checked above.
+        done.map_err(|_| CryptoError::NotBlockAligned(input.len()))
+    }
+
     /// Whether this stream encrypts (true) or decrypts (false).
     pub fn is_encryptor(&self) -> bool {
         matches!(self.mode, Mode::Encrypt(_))
@@ -93,6 +110,35 @@ mod tests {
         a.apply(&mut x).unwrap();
         b.apply(&mut y).unwrap();
         assert_eq!(x, y);
+    }
+
+    #[test]
+    fn buffer_to_buffer_continues_the_same_stream() {
+        let key = [5u8; 32];
+        let iv = [6u8; 16];
+        let data: Vec<u8> = (0..160u8).collect();
+        let mut whole = data.clone();
+        CipherStream::encryptor(&key, &iv)
+            .apply(&mut whole)
+            .unwrap();
+        let mut enc = CipherStream::encryptor(&key, &iv);
+        let mut out = vec![0u8; 160];
+        let (a, b) = out.split_at_mut(48);
+        a.copy_from_slice(&data[..48]);
+        enc.apply(a).unwrap();
+        enc.apply_b2b(&data[48..], b).unwrap();
+        assert_eq!(out, whole);
+        let mut odd = [0u8; 17];
+        assert_eq!(
+            enc.apply_b2b(&[0u8; 17], &mut odd),
+            Err(CryptoError::NotBlockAligned(17))
+        );
+        assert!(enc.apply_b2b(&[0u8; 16], &mut [0u8; 32]).is_err());
+        let mut plain = vec![0u8; 160];
+        CipherStream::decryptor(&key, &iv)
+            .apply_b2b(&whole, &mut plain)
+            .unwrap();
+        assert_eq!(plain, data);
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! The tokio runtime around the node core: a listener, a dialer, two tasks per connection,
+//! The tokio runtime around the node core: a listener, a dialer, one task per connection,
 //! one node task that owns the core, timers, the peer database on disk, and shutdown.
 //!
 //! The node task is the only place the core lives. Each connection task reports [`Event`]s to
-//! it over its own small bounded channel, taken in turn with the others ([`fair`]): a flood
-//! of input slows that peer's reader down instead of growing memory or delaying other peers.
-//! It answers with [`Outgoing`] messages to each connection's writer. Protocol rules live in
+//! it through its own [`fair::Link`], a small bounded queue taken in turn with the others: a
+//! flood of input slows that peer's reader down instead of growing memory or delaying other
+//! peers. The node task queues the messages to send on the same link. Protocol rules live in
 //! [`crate::node`]; nothing here decides anything.
 
 pub mod clock;
@@ -12,7 +12,7 @@ pub mod connection;
 pub mod fair;
 pub mod identity;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ use crate::wire::types::{Endpoint, NodeId};
 
 use clock::Clock;
 use connection::Target;
+use fair::{FairEvents, Hub, Link};
 
 /// Events queued from the listener to the node task before it waits (each connection has its
 /// own queue, [`fair::CONNECTION_EVENT_QUEUE`]).
@@ -61,17 +62,24 @@ pub enum Event {
         peer: PeerId,
         error: String,
     },
-    /// `bytes` read from the socket; `in_flight` bytes of a message not yet complete remain
-    /// buffered after it (reported after the messages the read completed).
+    /// `bytes` read from the socket during the key exchange; `in_flight` bytes of the peer's
+    /// key are in so far (0 once it is complete).
     Bytes {
         peer: PeerId,
         bytes: usize,
         in_flight: usize,
     },
-    Message {
+    /// Messages read, in order (at most `connection::MAX_MESSAGES_PER_EVENT` and
+    /// `connection::MAX_EVENT_BYTES`). The last event of a read carries the `bytes` read and
+    /// the `in_flight` bytes of a message not yet complete that remain buffered after them;
+    /// the others carry 0 for both.
+    Messages {
         peer: PeerId,
-        message: Message,
+        messages: Vec<Message>,
+        bytes: usize,
+        in_flight: usize,
     },
+    /// Whole messages of `bytes` wire bytes in all were written to the socket.
     Sent {
         peer: PeerId,
         bytes: usize,
@@ -83,13 +91,6 @@ pub enum Event {
     Closed {
         peer: PeerId,
     },
-}
-
-/// What the node task tells a connection's writer.
-#[derive(Debug)]
-pub enum Outgoing {
-    Message(Message),
-    Close,
 }
 
 /// Requests from the operator surfaces.
@@ -347,6 +348,7 @@ async fn start_listening(
     );
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let connection_events = FairEvents::new();
     let (control_tx, control_rx) = mpsc::channel(64);
     let stop_accepting = Arc::new(Notify::new());
     if let Some(l) = listener {
@@ -358,14 +360,16 @@ async fn start_listening(
             progress_bar,
             node,
             clock,
-            new_sources: Vec::new(),
+            hub: connection_events.hub(),
+            held: BTreeMap::new(),
+            held_cursor: 0,
             connections: HashMap::new(),
             writers: Vec::new(),
             db_path,
             bans_path,
             stop_accepting,
         }
-        .run(events_rx, control_rx),
+        .run(events_rx, connection_events, control_rx),
     );
     Ok(NodeHandle {
         control: control_tx,
@@ -395,19 +399,32 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, stop: A
 }
 
 struct ConnectionHandle {
-    out: mpsc::UnboundedSender<Outgoing>,
+    link: Arc<Link>,
     digest: Option<[u8; 32]>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    /// `None` once handed to [`ConnectionHandle::close`]'s caller.
+    task: Option<JoinHandle<()>>,
 }
 
 impl ConnectionHandle {
-    /// Stops reading, lets the writer flush what is queued and close; returns the task.
-    fn close(self) -> JoinHandle<()> {
-        let _ = self.out.send(Outgoing::Close);
-        let _ = self.stop.send(());
-        self.task
+    /// Stops reading, lets the connection flush what is queued and close; returns the task.
+    fn close(mut self) -> Option<JoinHandle<()>> {
+        self.link.stop();
+        self.task.take()
     }
+}
+
+impl Drop for ConnectionHandle {
+    /// A connection the node forgets is stopped (it flushes for at most `CLOSE_FLUSH`).
+    fn drop(&mut self) {
+        self.link.stop();
+    }
+}
+
+/// The rest of an event's messages, waiting while the node works through the peer's backlog.
+struct Held {
+    messages: std::vec::IntoIter<Message>,
+    bytes: usize,
+    in_flight: usize,
 }
 
 struct NodeTask {
@@ -417,8 +434,13 @@ struct NodeTask {
     progress_bar: bool,
     node: Node,
     clock: Clock,
-    /// Event channels of connections spawned since the run loop last took them.
-    new_sources: Vec<(PeerId, mpsc::Receiver<Event>)>,
+    /// Where new connections' links report.
+    hub: Arc<Hub>,
+    /// Peers whose last event's messages are not all read: the node entered a backlog for
+    /// the peer in the middle of them (see [`NodeTask::deliver`]).
+    held: BTreeMap<PeerId, Held>,
+    /// The held peer served last, for taking them in turn.
+    held_cursor: PeerId,
     connections: HashMap<PeerId, ConnectionHandle>,
     writers: Vec<JoinHandle<()>>,
     db_path: PathBuf,
@@ -430,23 +452,23 @@ impl NodeTask {
     async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
+        mut connection_events: FairEvents,
         mut control: mpsc::Receiver<Control>,
     ) {
         let mut shutdown_reply: Option<oneshot::Sender<()>> = None;
-        let mut connection_events = fair::FairEvents::new();
         loop {
             self.execute_commands();
-            for (peer, rx) in self.new_sources.drain(..) {
-                connection_events.add(peer, rx);
-            }
             let deadline = self.clock.instant_at(self.node.next_deadline());
-            // Usually empty: peers whose last message the node is still reading.
-            let paused = self.node.backlogged_peers().clone();
+            // Usually empty: peers whose last message the node is still reading, and those
+            // with messages of their last event still to read.
+            let mut paused = self.node.backlogged_peers().clone();
+            paused.extend(self.held.keys().copied());
             tokio::select! {
                 Some(ev) = events.recv() => self.on_event(ev),
                 () = std::future::ready(()), if !paused.is_empty() => {
                     let now = self.clock.now();
                     self.node.work_backlog(now);
+                    self.resume_held();
                     tokio::task::yield_now().await;
                 }
                 ev = connection_events.next(&paused) => {
@@ -478,7 +500,7 @@ impl NodeTask {
         self.node.shutdown(now);
         self.execute_commands();
         for (_, c) in self.connections.drain() {
-            self.writers.push(c.close());
+            self.writers.extend(c.close());
         }
         let writers = std::mem::take(&mut self.writers);
         let _ = tokio::time::timeout(SHUTDOWN_FLUSH, futures_join_all(writers)).await;
@@ -517,22 +539,80 @@ impl NodeTask {
     }
 
     fn spawn_connection(&mut self, peer: PeerId, target: Target) {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (events_tx, events_rx) = mpsc::channel(fair::CONNECTION_EVENT_QUEUE);
-        self.new_sources.push((peer, events_rx));
-        let task = tokio::spawn(connection::run(
-            peer, target, events_tx, out_rx, stop_rx, self.clock,
-        ));
+        let link = self.hub.link(peer);
+        let task = tokio::spawn(connection::run(peer, target, link.clone(), self.clock));
         self.connections.insert(
             peer,
             ConnectionHandle {
-                out: out_tx,
+                link,
                 digest: None,
-                stop: stop_tx,
-                task,
+                task: Some(task),
             },
         );
+    }
+
+    /// Hands an event's messages to the node in order, carrying out what each one commands
+    /// before the next, as if each had come alone. If the node closes the connection the rest
+    /// are not read; if it enters a backlog for the peer (a long advertisement to work
+    /// through), the rest wait in `held` until it leaves it. The bytes read go last.
+    fn deliver(
+        &mut self,
+        peer: PeerId,
+        mut messages: std::vec::IntoIter<Message>,
+        bytes: usize,
+        in_flight: usize,
+    ) {
+        let digest = self.connections.get(&peer).and_then(|c| c.digest);
+        // One reading of the clock for the event: its messages arrived together.
+        let now = self.clock.now();
+        while let Some(message) = messages.next() {
+            self.node.on_message(peer, message, digest, now);
+            if messages.len() == 0 {
+                break;
+            }
+            self.execute_commands();
+            if !self.connections.contains_key(&peer) {
+                return;
+            }
+            if self.node.backlogged_peers().contains(&peer) {
+                let held = Held {
+                    messages,
+                    bytes,
+                    in_flight,
+                };
+                self.held.insert(peer, held);
+                return;
+            }
+        }
+        if bytes > 0 {
+            self.node.on_bytes_received(peer, bytes, in_flight, now);
+        }
+    }
+
+    /// Goes on with the held messages of the next peer (in turn) whose backlog is done.
+    fn resume_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let backlogged: &BTreeSet<PeerId> = self.node.backlogged_peers();
+        let next = self
+            .held
+            .range(self.held_cursor.saturating_add(1)..)
+            .chain(self.held.range(..=self.held_cursor))
+            .map(|(p, _)| *p)
+            .find(|p| !backlogged.contains(p));
+        if let Some(peer) = next
+            && let Some(h) = self.held.remove(&peer)
+        {
+            self.held_cursor = peer;
+            self.deliver(peer, h.messages, h.bytes, h.in_flight);
+        }
+    }
+
+    /// The node forgets the connection's link and anything held for it.
+    fn forget(&mut self, peer: PeerId) {
+        self.held.remove(&peer);
+        self.connections.remove(&peer);
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -559,7 +639,7 @@ impl NodeTask {
                 self.node.on_established(peer, local, digest, now);
             }
             Event::DialFailed { peer, error } => {
-                self.connections.remove(&peer);
+                self.forget(peer);
                 let was_dial = self
                     .node
                     .peer(peer)
@@ -575,14 +655,16 @@ impl NodeTask {
                 bytes,
                 in_flight,
             } => self.node.on_bytes_received(peer, bytes, in_flight, now),
-            Event::Message { peer, message } => {
-                let digest = self.connections.get(&peer).and_then(|c| c.digest);
-                self.node.on_message(peer, message, digest, now);
-            }
+            Event::Messages {
+                peer,
+                messages,
+                bytes,
+                in_flight,
+            } => self.deliver(peer, messages.into_iter(), bytes, in_flight),
             Event::Sent { peer, bytes } => self.node.on_sent(peer, bytes, now),
             Event::ProtocolError { peer, error } => self.node.on_protocol_error(peer, &error, now),
             Event::Closed { peer } => {
-                self.connections.remove(&peer);
+                self.forget(peer);
                 self.node.on_closed(peer, now);
             }
         }
@@ -637,13 +719,14 @@ impl NodeTask {
                 }
                 Command::Send { peer, message } => {
                     if let Some(c) = self.connections.get(&peer) {
-                        let _ = c.out.send(Outgoing::Message(message));
+                        c.link.send(message);
                     }
                 }
                 Command::Close { peer } => {
+                    self.held.remove(&peer);
                     if let Some(c) = self.connections.remove(&peer) {
                         self.writers.retain(|w| !w.is_finished());
-                        self.writers.push(c.close());
+                        self.writers.extend(c.close());
                     }
                     let now = self.clock.now();
                     self.node.on_closed(peer, now);

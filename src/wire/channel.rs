@@ -100,6 +100,16 @@ impl SecureChannel {
         }
     }
 
+    /// The established channel taken apart: its codec, its session keys, and the bytes
+    /// received and not yet returned as frames (the caller goes on decoding them with the
+    /// codec). `None` before the key exchange has finished.
+    pub fn into_parts(self) -> Option<(SecureCodec, SessionKeys, BytesMut)> {
+        match self.state {
+            State::Established { codec, keys, .. } => Some((*codec, *keys, self.rx)),
+            State::Exchanging(_) => None,
+        }
+    }
+
     /// Takes bytes read from the socket.
     pub fn receive(&mut self, mut data: &[u8]) -> Result<(), ChannelError> {
         if let State::Exchanging(exchange) = &mut self.state {

@@ -69,6 +69,12 @@ impl Frame {
     pub fn message(&self) -> Result<Message, DecodeError> {
         Message::decode(self.msg_type, &self.data)
     }
+
+    /// Decodes the frame's message, keeping the frame's buffer for opaque data when it is the
+    /// only one using it (see [`Message::decode_owned`]).
+    pub fn into_message(self) -> Result<Message, DecodeError> {
+        Message::decode_owned(self.msg_type, self.data)
+    }
 }
 
 /// The header of the frame at the front of `buf`, if 8 bytes are there. The size is checked
@@ -102,6 +108,33 @@ pub fn encode_frame(msg_type: u32, data: &[u8], out: &mut BytesMut) -> Result<()
     out.put_u32_le(msg_type);
     out.put_slice(data);
     out.put_bytes(0, total - HEADER_SIZE - data.len());
+    Ok(())
+}
+
+/// Writes the plaintext frame for `msg_type` and `data` over `out`, which must be exactly
+/// [`padded_frame_len`]`(data.len())` bytes long (whatever they held before).
+pub fn frame_into(msg_type: u32, data: &[u8], out: &mut [u8]) -> Result<(), FrameError> {
+    check_frame(data.len(), out.len())?;
+    let (header, rest) = out.split_at_mut(HEADER_SIZE);
+    header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&msg_type.to_le_bytes());
+    let (body, padding) = rest.split_at_mut(data.len());
+    body.copy_from_slice(data);
+    padding.fill(0);
+    Ok(())
+}
+
+/// Refuses data above [`MAX_MESSAGE_SIZE`], and an output that is not its frame's length.
+fn check_frame(data_len: usize, out_len: usize) -> Result<(), FrameError> {
+    if data_len > MAX_MESSAGE_SIZE {
+        return Err(FrameError::TooLarge {
+            size: data_len as u64,
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    if out_len != padded_frame_len(data_len) {
+        return Err(FrameError::Crypto(CryptoError::NotBlockAligned(out_len)));
+    }
     Ok(())
 }
 
@@ -180,14 +213,22 @@ impl Encoder<Frame> for FrameCodec {
     }
 }
 
-/// Encrypted frames: the codec of an established stcp connection.
+/// Encrypted frames: the codec of an established stcp connection, both directions.
 ///
-/// Decoding decrypts every whole block as soon as it arrives (in place, in the read buffer) and
-/// then frames the plaintext; `decrypted` remembers how far the buffer is plaintext. Frames are
-/// whole blocks, so after a frame is taken off the front the boundary stays block-aligned.
+/// Decoding ([`SecureDecoder`]) decrypts every whole block as soon as it arrives (in place, in
+/// the read buffer) and then frames the plaintext. Encoding frames and encrypts, continuing
+/// the stream from one frame to the next.
 #[derive(Debug)]
 pub struct SecureCodec {
     encrypt: CipherStream,
+    decode: SecureDecoder,
+}
+
+/// The receiving half of a [`SecureCodec`]: `decrypted` remembers how far the buffer is
+/// plaintext. Frames are whole blocks, so after a frame is taken off the front the boundary
+/// stays block-aligned.
+#[derive(Debug)]
+pub struct SecureDecoder {
     decrypt: CipherStream,
     decrypted: usize,
     decoder: FrameDecoder,
@@ -198,9 +239,11 @@ impl SecureCodec {
     pub fn new(encrypt: CipherStream, decrypt: CipherStream) -> Self {
         Self {
             encrypt,
-            decrypt,
-            decrypted: 0,
-            decoder: FrameDecoder::new(),
+            decode: SecureDecoder {
+                decrypt,
+                decrypted: 0,
+                decoder: FrameDecoder::new(),
+            },
         }
     }
 
@@ -218,9 +261,85 @@ impl SecureCodec {
         Self::from_key_iv(&keys.aes_key, &keys.aes_iv)
     }
 
+    /// The two directions apart: the sending stream (for [`encrypt_frame_into`] and
+    /// [`encrypt_in_place`], which may run elsewhere) and the receiving half.
+    pub fn into_parts(self) -> (CipherStream, SecureDecoder) {
+        (self.encrypt, self.decode)
+    }
+
+    /// Bytes of `src` already decrypted but not yet returned as a frame.
+    pub fn buffered_plaintext(&self) -> usize {
+        self.decode.buffered_plaintext()
+    }
+
+    /// See [`SecureDecoder::front_frame_len`].
+    pub fn front_frame_len(&self, src: &[u8]) -> Option<usize> {
+        self.decode.front_frame_len(src)
+    }
+
+    /// Decrypts whatever whole blocks arrived and takes the next frame if it is complete.
+    pub fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        self.decode.decode_frame(src)
+    }
+
+    /// Encrypts, in place, plaintext frames written by [`frame_into`] (see
+    /// [`encrypt_in_place`]).
+    pub fn encrypt_in_place(&mut self, buf: &mut [u8]) -> Result<(), FrameError> {
+        encrypt_in_place(&mut self.encrypt, buf)
+    }
+
+    /// Frames and encrypts `data` straight into `out` (see [`encrypt_frame_into`]).
+    pub fn encrypt_frame_into(
+        &mut self,
+        msg_type: u32,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), FrameError> {
+        encrypt_frame_into(&mut self.encrypt, msg_type, data, out)
+    }
+
+    /// Frames and encrypts `message`, appending the ciphertext to `dst`.
+    pub fn encode_message(
+        &mut self,
+        message: &Message,
+        dst: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        let start = dst.len();
+        encode_message(message, dst)?;
+        self.encrypt.apply(&mut dst[start..])?;
+        Ok(())
+    }
+
+    /// Frames and encrypts raw `data` of type `msg_type`.
+    pub fn encode_raw(
+        &mut self,
+        msg_type: u32,
+        data: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        let start = dst.len();
+        encode_frame(msg_type, data, dst)?;
+        self.encrypt.apply(&mut dst[start..])?;
+        Ok(())
+    }
+}
+
+impl SecureDecoder {
     /// Bytes of `src` already decrypted but not yet returned as a frame.
     pub fn buffered_plaintext(&self) -> usize {
         self.decrypted
+    }
+
+    /// The wire length of the frame at the front of `src` (header, data, padding), once its
+    /// header is decrypted (after a [`SecureDecoder::decode_frame`] call that returned `None`
+    /// or left bytes behind); `None` before, or if the header is invalid (decoding reports
+    /// that).
+    pub fn front_frame_len(&self, src: &[u8]) -> Option<usize> {
+        let plain = src.get(..self.decrypted)?;
+        match parse_header(plain) {
+            Ok(Some((size, _))) => Some(padded_frame_len(size)),
+            _ => None,
+        }
     }
 
     /// Decrypts whatever whole blocks arrived and takes the next frame if it is complete.
@@ -249,31 +368,45 @@ impl SecureCodec {
         }
         Ok(frame)
     }
+}
 
-    /// Frames and encrypts `message`, appending the ciphertext to `dst`.
-    pub fn encode_message(
-        &mut self,
-        message: &Message,
-        dst: &mut BytesMut,
-    ) -> Result<(), FrameError> {
-        let start = dst.len();
-        encode_message(message, dst)?;
-        self.encrypt.apply(&mut dst[start..])?;
-        Ok(())
-    }
+/// Encrypts, in place, plaintext frames written by [`frame_into`] (whole blocks), continuing
+/// the stream `encrypt`: frames written back to back are encrypted with one call.
+pub fn encrypt_in_place(encrypt: &mut CipherStream, buf: &mut [u8]) -> Result<(), FrameError> {
+    Ok(encrypt.apply(buf)?)
+}
 
-    /// Frames and encrypts raw `data` of type `msg_type`.
-    pub fn encode_raw(
-        &mut self,
-        msg_type: u32,
-        data: &[u8],
-        dst: &mut BytesMut,
-    ) -> Result<(), FrameError> {
-        let start = dst.len();
-        encode_frame(msg_type, data, dst)?;
-        self.encrypt.apply(&mut dst[start..])?;
-        Ok(())
+/// Frames and encrypts `data` of type `msg_type` straight into `out`, which must be exactly
+/// [`padded_frame_len`]`(data.len())` bytes long, continuing the stream `encrypt`: the cipher
+/// reads the data where it is, so a large message is not copied before it is encrypted.
+pub fn encrypt_frame_into(
+    encrypt: &mut CipherStream,
+    msg_type: u32,
+    data: &[u8],
+    out: &mut [u8],
+) -> Result<(), FrameError> {
+    check_frame(data.len(), out.len())?;
+    // The first block: the header and up to 8 bytes of data.
+    let head = data.len().min(BLOCK_SIZE - HEADER_SIZE);
+    let (first, rest) = out.split_at_mut(BLOCK_SIZE);
+    first[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    first[4..HEADER_SIZE].copy_from_slice(&msg_type.to_le_bytes());
+    first[HEADER_SIZE..HEADER_SIZE + head].copy_from_slice(&data[..head]);
+    first[HEADER_SIZE + head..].fill(0);
+    encrypt.apply(first)?;
+    // Whole blocks of data, read by the cipher; then the last partial block, padded.
+    let body = &data[head..];
+    let whole = body.len() / BLOCK_SIZE * BLOCK_SIZE;
+    let (middle, last) = rest.split_at_mut(whole);
+    encrypt.apply_b2b(&body[..whole], middle)?;
+    let tail = &body[whole..];
+    if !tail.is_empty() {
+        let (bytes, padding) = last.split_at_mut(tail.len());
+        bytes.copy_from_slice(tail);
+        padding.fill(0);
+        encrypt.apply(last)?;
     }
+    Ok(())
 }
 
 impl Decoder for SecureCodec {
@@ -358,6 +491,67 @@ mod tests {
                 assert_eq!(f.data.len(), sizes[i]);
             }
         }
+    }
+
+    #[test]
+    fn opaque_data_keeps_the_frame_buffer_when_alone() {
+        let data = vec![3u8; 100_000];
+        let at = data.as_ptr();
+        let frame = Frame {
+            msg_type: 5050,
+            data: Bytes::from(data),
+        };
+        match frame.into_message().unwrap() {
+            Message::Unknown { msg_type, data } => {
+                assert_eq!(msg_type, 5050);
+                assert_eq!(data.as_ptr(), at, "no copy");
+                assert_eq!(data, vec![3u8; 100_000]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Shared with something else: copied, both intact.
+        let shared = Bytes::from(vec![4u8; 64]);
+        let frame = Frame {
+            msg_type: 1000,
+            data: shared.clone(),
+        };
+        assert_eq!(frame.into_message().unwrap(), Message::Trx(vec![4u8; 64]));
+        assert_eq!(shared, vec![4u8; 64]);
+        // A block too short to hold its id is refused as `decode` refuses it.
+        let short = Frame {
+            msg_type: 1001,
+            data: Bytes::from(vec![0u8; 3]),
+        };
+        assert_eq!(short.clone().into_message(), short.message());
+        assert!(short.into_message().is_err());
+    }
+
+    #[test]
+    fn frames_written_in_place_match_appended_ones() {
+        let key = [8u8; 32];
+        let iv = [9u8; 16];
+        let mut appended = SecureCodec::from_key_iv(&key, &iv);
+        let mut direct = SecureCodec::from_key_iv(&key, &iv);
+        let mut batched = SecureCodec::from_key_iv(&key, &iv);
+        for len in [0usize, 1, 7, 8, 9, 23, 24, 25, 100, 4096, 70_001] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut want = BytesMut::new();
+            appended.encode_raw(5050, &data, &mut want).unwrap();
+            let mut out = vec![0xee; padded_frame_len(len)];
+            direct.encrypt_frame_into(5050, &data, &mut out).unwrap();
+            assert_eq!(out, want.as_ref(), "{len} bytes");
+            let mut plain = vec![0xdd; padded_frame_len(len)];
+            frame_into(5050, &data, &mut plain).unwrap();
+            batched.encrypt_in_place(&mut plain).unwrap();
+            assert_eq!(plain, want.as_ref(), "{len} bytes, framed then encrypted");
+        }
+        let mut short = vec![0u8; 16];
+        assert!(direct.encrypt_frame_into(1, &[0u8; 9], &mut short).is_err());
+        let mut big = vec![0u8; padded_frame_len(MAX_MESSAGE_SIZE + 1)];
+        assert!(matches!(
+            frame_into(1, &vec![0u8; MAX_MESSAGE_SIZE + 1], &mut big),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -328,6 +328,21 @@ macro_rules! message_table {
                 }
             }
 
+            /// As [`Message::decode`], taking the frame's bytes: opaque data (transactions,
+            /// blocks, unknown types) keeps the frame's own buffer when nothing else shares it
+            /// (a large message received into a buffer of its own), instead of a copy.
+            pub fn decode_owned(msg_type: u32, data: bytes::Bytes) -> Result<Message, DecodeError> {
+                match msg_type {
+                    msg_type::TRX => Ok(Message::Trx(Vec::from(data))),
+                    msg_type::BLOCK => {
+                        block_id_of(&data)?;
+                        Ok(Message::Block(Vec::from(data)))
+                    }
+                    $($code => Self::decode(msg_type, &data),)+
+                    _ => Ok(Message::Unknown { msg_type, data: Vec::from(data) }),
+                }
+            }
+
             /// Encodes the message data (without frame header).
             pub fn encode_data(&self, out: &mut Vec<u8>) {
                 let result = match self {
