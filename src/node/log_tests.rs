@@ -1,7 +1,15 @@
-//! What the node core tells the operator: each test installs a subscriber that writes into a
-//! buffer and counts the lines a scenario on the simulated network produces.
+//! What the node core tells the operator: each test captures the log its own thread writes
+//! while a scenario runs on the simulated network, and counts the lines.
+//!
+//! One global subscriber serves every test; it formats an event only on a thread that is
+//! capturing, into that thread's buffer. (A scoped `with_default` subscriber per test loses
+//! lines now and then: a callsite first reached on another test's thread, with no subscriber,
+//! can have its interest cached as "never" while the scoped one is being registered.)
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, Once};
+
+use tracing_subscriber::layer::SubscriberExt;
 
 use super::config::*;
 use super::sim::{SimNet, listen_endpoint, test_node_id};
@@ -15,9 +23,21 @@ use super::tests::cfg;
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl std::io::Write for Captured {
+thread_local! {
+    /// Where this thread's log goes while a test captures it.
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Writes into the current thread's capture, if any.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(captured) = c.borrow().as_ref() {
+                captured.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -25,17 +45,32 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Installs the global subscriber once.
+fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let capturing = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            *meta.level() <= tracing::Level::INFO && CAPTURE.with(|c| c.borrow().is_some())
+        });
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(|| ThreadCapture);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(layer, capturing));
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test sets a global subscriber");
+    });
+}
+
 impl Captured {
     /// Runs `f` with this buffer as the thread's log.
     fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        let me = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .without_time()
-            .with_writer(move || me.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f)
+        install();
+        let previous = CAPTURE.with(|c| c.replace(Some(self.clone())));
+        let out = f();
+        CAPTURE.with(|c| *c.borrow_mut() = previous);
+        out
     }
 
     fn lines(&self) -> Vec<String> {
