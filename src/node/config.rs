@@ -174,13 +174,14 @@ pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
 /// A peer's advertisements stop being read for transactions at this many entries, leaving
 /// room for blocks (the reference's 2 minutes × 1000 transactions a second).
 pub const MAX_TRX_INVENTORY_PER_PEER: usize = 120_000;
-/// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
-/// Transactions fetched from peers are advertised in batches: at most this long (µs) after
-/// the first of a batch arrived, after one durable commit of the whole batch
-/// ([`crate::app::Delegate::make_durable`]). Blocks, broadcasts and our own timers advertise at
-/// once (with whatever transactions are waiting).
+/// Transactions fetched from peers are advertised in batches, each after one durable commit
+/// of the whole batch ([`crate::app::Delegate::make_durable`]): at once when the node last
+/// advertised at least this long (µs) ago, else when this long has passed since then. So an
+/// idle node adds no latency, and a busy one commits at most once per window. Blocks,
+/// broadcasts and our own timers advertise at once (with whatever transactions are waiting).
 pub const ADVERTISE_BATCH_US: i64 = 5_000;
 
+/// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
 pub const INVENTORY_MEMORY_US: i64 = 2 * 60 * SECOND_US;
 /// Items asked of one peer per fetch pass in normal operation
 /// (GRAPHENE_NET_MAX_ITEMS_PER_PEER_DURING_NORMAL_OPERATION). As in the reference, only a peer

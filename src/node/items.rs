@@ -37,6 +37,7 @@ impl Node {
         if let Err(e) = self.delegate.make_durable() {
             warn!(error = %e, "cannot make accepted items durable; advertising them anyway");
         }
+        self.last_advertise = now.0;
         let items = std::mem::take(&mut self.new_inventory);
         self.new_inventory_set.clear();
         let ids: Vec<PeerId> = self
@@ -373,9 +374,14 @@ impl Node {
             match self.delegate.handle_transaction(&data, now) {
                 Ok(()) => {
                     self.announce(item);
-                    self.next_advertise = self
-                        .next_advertise
-                        .min(now.0.saturating_add(ADVERTISE_BATCH_US));
+                    // At once when the last advertisement is a batch window old (no added
+                    // latency when the node is idle), else when that window ends: at most one
+                    // durable commit per window under load.
+                    let due = self
+                        .last_advertise
+                        .saturating_add(ADVERTISE_BATCH_US)
+                        .max(now.0);
+                    self.next_advertise = self.next_advertise.min(due);
                 }
                 Err(e) => {
                     debug!(error = %e, "transaction refused");

@@ -86,6 +86,9 @@ pub struct Node {
     new_inventory_set: HashSet<ItemId>,
     /// When waiting transactions are advertised (`i64::MAX`: none waiting).
     next_advertise: i64,
+    /// When items were last advertised (`i64::MIN`: never): the batching window of fetched
+    /// transactions runs from there.
+    last_advertise: i64,
     fetch: fetch::FetchQueue,
     /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
     next_fetch: i64,
@@ -298,6 +301,7 @@ impl Node {
             new_inventory: Vec::new(),
             new_inventory_set: HashSet::new(),
             next_advertise: i64::MAX,
+            last_advertise: i64::MIN,
             fetch: fetch::FetchQueue::new(),
             next_fetch: i64::MAX,
             next_expire: i64::MAX,

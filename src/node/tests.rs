@@ -971,6 +971,46 @@ fn a_transaction_crosses_a_line_of_three() {
 }
 
 #[test]
+fn a_fetched_transaction_is_advertised_at_once_when_idle_and_batched_under_load() {
+    // 0, 2 and 3 around 1, on instant links: only node 1's batching can delay anything.
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    for k in 0..4u8 {
+        net.add_node(c.clone(), test_node_id(k + 1));
+    }
+    for k in [0, 2, 3] {
+        connect(&mut net, k, 1);
+    }
+    net.advance(SECOND_US);
+    let (a, b) = (trx(1), trx(2));
+    let now = net.now;
+    net.nodes[0]
+        .broadcast(msg_type::TRX, a.clone(), now)
+        .accepted();
+    net.advance(0);
+    // Node 1 had advertised nothing for a window: it passes A on in the same instant.
+    assert!(has(&net, 1, msg_type::TRX, &a));
+    assert!(has(&net, 2, msg_type::TRX, &a));
+    assert_eq!(net.sent(1, 2, msg_type::ITEM_IDS_INVENTORY).len(), 1);
+
+    // B reaches node 1 a millisecond after it advertised A: it waits for A's window to end.
+    net.advance(1_000);
+    let now = net.now;
+    net.nodes[3]
+        .broadcast(msg_type::TRX, b.clone(), now)
+        .accepted();
+    net.advance(0);
+    assert!(has(&net, 1, msg_type::TRX, &b));
+    net.advance(ADVERTISE_BATCH_US - 1_000 - 1);
+    assert!(!has(&net, 2, msg_type::TRX, &b));
+    assert_eq!(net.sent(1, 2, msg_type::ITEM_IDS_INVENTORY).len(), 1);
+    net.advance(1);
+    assert!(has(&net, 2, msg_type::TRX, &b));
+    assert_eq!(net.sent(1, 2, msg_type::ITEM_IDS_INVENTORY).len(), 2);
+}
+
+#[test]
 fn every_node_of_a_random_graph_gets_each_body_exactly_once() {
     let mut net = SimNet::new();
     let mut c = cfg();
