@@ -65,9 +65,9 @@ impl Options {
     }
 }
 
-/// The diameter of the graph on nodes `0..n` with undirected `edges` (over its largest
-/// component), and the component's size.
-pub fn diameter(n: usize, edges: &[(usize, usize)]) -> (usize, usize) {
+/// Undirected adjacency lists of the graph on nodes `0..n` (edges naming other nodes are
+/// skipped).
+fn adjacency(n: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
     let mut adjacent = vec![Vec::new(); n];
     for &(a, b) in edges {
         if a < n && b < n {
@@ -75,24 +75,45 @@ pub fn diameter(n: usize, edges: &[(usize, usize)]) -> (usize, usize) {
             adjacent[b].push(a);
         }
     }
+    adjacent
+}
+
+/// Breadth-first search from `start`: how many nodes it reaches (itself included) and the
+/// farthest one's distance in hops (its eccentricity within its component). `dist` and
+/// `queue` are scratch space reused between calls.
+fn eccentricity(
+    adjacent: &[Vec<usize>],
+    start: usize,
+    dist: &mut [usize],
+    queue: &mut VecDeque<usize>,
+) -> (usize, usize) {
+    dist.iter_mut().for_each(|d| *d = usize::MAX);
+    queue.clear();
+    dist[start] = 0;
+    queue.push_back(start);
+    let (mut reached, mut far) = (0, 0);
+    while let Some(v) = queue.pop_front() {
+        reached += 1;
+        far = far.max(dist[v]);
+        for &w in &adjacent[v] {
+            if dist[w] == usize::MAX {
+                dist[w] = dist[v] + 1;
+                queue.push_back(w);
+            }
+        }
+    }
+    (reached, far)
+}
+
+/// The diameter of the graph on nodes `0..n` with undirected `edges` (over its largest
+/// component), and the component's size.
+pub fn diameter(n: usize, edges: &[(usize, usize)]) -> (usize, usize) {
+    let adjacent = adjacency(n, edges);
     let mut best = (0, 0);
     let mut dist = vec![usize::MAX; n];
     let mut queue = VecDeque::new();
     for start in 0..n {
-        dist.iter_mut().for_each(|d| *d = usize::MAX);
-        dist[start] = 0;
-        queue.push_back(start);
-        let (mut reached, mut far) = (0, 0);
-        while let Some(v) = queue.pop_front() {
-            reached += 1;
-            far = far.max(dist[v]);
-            for &w in &adjacent[v] {
-                if dist[w] == usize::MAX {
-                    dist[w] = dist[v] + 1;
-                    queue.push_back(w);
-                }
-            }
-        }
+        let (reached, far) = eccentricity(&adjacent, start, &mut dist, &mut queue);
         // The largest component wins; within it, the longest shortest path.
         if (reached, far) > (best.1, best.0) {
             best = (far, reached);
@@ -183,6 +204,36 @@ pub fn run(opts: &Options) -> BenchResult<Report> {
             a,
             "announcements",
         ));
+    }
+    // Each item's own floor: hops from its source to the farthest node (over the links that
+    // stayed up while it spread) × 3 link crossings per hop (an announcement, a request, the
+    // body). Whatever an item took beyond that is the nodes' own delay (batching, queueing
+    // behind other messages, bandwidth): the part the node controls.
+    let mut above_floor: Vec<(f64, f64)> = Vec::new();
+    let mut worst: Option<(f64, usize, &'static str)> = None;
+    for item in &chaos.items {
+        let Some(ms) = item.coverage_ms else {
+            continue;
+        };
+        let ecc = item.source_eccentricity_hops;
+        let floor = 3.0 * ecc as f64 * opts.latency_ms;
+        if ecc > 0 {
+            above_floor.push((ms - floor, (ms - floor) / ecc as f64));
+        }
+        if worst.is_none_or(|(w, _, _)| ms > w) {
+            worst = Some((ms, ecc, item.kind));
+        }
+    }
+    if let Some((ms, ecc, kind)) = worst {
+        report.detail("slowest_item_ms", ms);
+        report.detail("slowest_item_kind", kind);
+        report.detail("slowest_item_source_eccentricity_hops", ecc as u64);
+    }
+    if !above_floor.is_empty() {
+        let max_above = above_floor.iter().map(|a| a.0).fold(f64::MIN, f64::max);
+        let mean_per_hop = above_floor.iter().map(|a| a.1).sum::<f64>() / above_floor.len() as f64;
+        report.detail("max_ms_above_item_floor", max_above);
+        report.detail("mean_ms_above_item_floor_per_hop", mean_per_hop);
     }
     let accepted = chaos.items.iter().filter(|i| i.accepted).count();
     let complete = chaos

@@ -166,7 +166,31 @@ pub(super) fn window_end(net: &SimNet<ChaosObserver>, world: &mut World, k: usiz
         .into_iter()
         .find(|c| c.contains(&source))
         .unwrap_or_default();
+    world.items[k].source_eccentricity = eccentricity(source, &stable);
     world.items[k].expected = expected;
+}
+
+/// Hops from `source` to the farthest node it reaches over `edges`.
+fn eccentricity(source: usize, edges: &Edges) -> usize {
+    let mut adjacent: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for e in edges.values() {
+        adjacent.entry(e.a).or_default().push(e.b);
+        adjacent.entry(e.b).or_default().push(e.a);
+    }
+    let mut dist = BTreeMap::from([(source, 0usize)]);
+    let mut queue = std::collections::VecDeque::from([source]);
+    let mut far = 0;
+    while let Some(x) = queue.pop_front() {
+        let d = dist[&x];
+        far = far.max(d);
+        for &y in adjacent.get(&x).into_iter().flatten() {
+            if let std::collections::btree_map::Entry::Vacant(v) = dist.entry(y) {
+                v.insert(d + 1);
+                queue.push_back(y);
+            }
+        }
+    }
+    far
 }
 
 /// The checks made once the run is over.

@@ -179,6 +179,9 @@ struct ItemRun {
     accepted: bool,
     edges_at_start: checks::Edges,
     expected: Vec<usize>,
+    /// Hops from the source to the farthest expected node over the edges that gossiped for
+    /// the whole window (see [`checks`]'s window end).
+    source_eccentricity: usize,
 }
 
 /// The run's state beside the network.
@@ -356,6 +359,7 @@ pub fn run_keeping_network(
             accepted: false,
             edges_at_start: Default::default(),
             expected: Vec::new(),
+            source_eccentricity: 0,
         });
         plan.push((at, Action::Broadcast(k)));
         plan.push((at + config.window_us, Action::WindowEnd(k)));

@@ -22,6 +22,10 @@ pub struct ItemReport {
     pub reached: usize,
     /// From broadcast until the last expected node had it, ms.
     pub coverage_ms: Option<f64>,
+    /// Hops from the source to the farthest expected node, over the links that gossiped for
+    /// the whole window: the item's floor is 3 link crossings (announcement, request, body)
+    /// per hop.
+    pub source_eccentricity_hops: usize,
     /// Bodies honest nodes received, per honest node that got it from a peer.
     pub bodies_per_receiver: Option<f64>,
     /// Announcements honest nodes received, per honest node that got it from a peer.
@@ -150,6 +154,7 @@ pub(super) fn report(
             expected: item.expected.len(),
             reached,
             coverage_ms,
+            source_eccentricity_hops: item.source_eccentricity,
             bodies_per_receiver: per(obs.bodies[k]),
             announcements_per_receiver: per(obs.announcements[k]),
         });
