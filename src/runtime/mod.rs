@@ -53,10 +53,14 @@ pub enum Event {
         stream: tokio::net::TcpStream,
         remote: SocketAddr,
     },
+    /// The key exchange finished; `key_bytes` were read from the socket with the last of the
+    /// peer's key (reported here rather than as one more [`Event::Bytes`]: one event less per
+    /// connection).
     Established {
         peer: PeerId,
         local: SocketAddr,
         digest: [u8; 32],
+        key_bytes: usize,
     },
     DialFailed {
         peer: PeerId,
@@ -631,9 +635,14 @@ impl NodeTask {
                 peer,
                 local,
                 digest,
+                key_bytes,
             } => {
                 if let Some(c) = self.connections.get_mut(&peer) {
                     c.digest = Some(digest);
+                }
+                // As a last `Event::Bytes` would have: the key is complete, nothing in flight.
+                if key_bytes > 0 {
+                    self.node.on_bytes_received(peer, key_bytes, 0, now);
                 }
                 let local = to_endpoint(local).unwrap_or_default();
                 self.node.on_established(peer, local, digest, now);
