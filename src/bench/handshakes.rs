@@ -485,6 +485,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tcp_floor_completes_connections_and_counts_their_cpu() {
+        let floor = tcp_floor(1, 0.2, 4, 1).expect("the floor runs");
+        assert!(floor.rate > 0.0, "{floor:?}");
+        // CPU time counts in 10 ms ticks: a starved run may show none, never less.
+        assert!(floor.cpu_us.is_some_and(|us| us >= 0.0), "{floor:?}");
+    }
+
+    #[test]
+    fn floor_sizes_are_whole_frames_after_the_key() {
+        let sizes = FloorSizes::of_a_handshake();
+        assert_eq!(sizes.both_ways[0], PUBLIC_KEY_SIZE);
+        for n in sizes.both_ways[1..]
+            .iter()
+            .chain([&sizes.activation, &sizes.reply])
+        {
+            assert!(*n >= 16 && n % 16 == 0, "{sizes:?}");
+        }
+        assert!(
+            sizes.both_ways[1] > 100,
+            "a hello is the largest step: {sizes:?}"
+        );
+        assert!(sizes.largest() <= FLOOR_STEP_MAX);
+    }
+
+    #[test]
     fn connection_crypto_verifies() {
         let (a, b) = (NodeKey::generate(), NodeKey::generate());
         assert!(connection_crypto(&a, &b));
