@@ -49,8 +49,8 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// it yields its thread to the tasks its turns woke (the writers of its replies, readers
 /// waiting for room): bounds how long a flooding peer's turns can keep another peer's reply
 /// off that thread. Yielding after every turn instead costs the thread a poll of the I/O
-/// driver (an `epoll_wait`) and often a sleep and wake-up per event: on loopback handshakes
-/// a quarter of the node's CPU time.
+/// driver (an `epoll_wait`) and often a sleep and wake-up per event: 15–20 % of the node's
+/// CPU time on loopback handshakes.
 pub const NODE_TASK_SLICE: Duration = Duration::from_micros(500);
 
 /// What a connection task reports.
