@@ -132,8 +132,8 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
 /// Connects (or takes the accepted socket), sends our key and reads exactly the peer's 33
 /// bytes, reporting each read (the last one's bytes with [`Event::Established`]). Nothing
 /// beyond the key is read before the channel is established, so a socket in the key exchange
-/// holds no read buffer. `None` once the failure
-/// is reported, or at once when the node stops the connection.
+/// holds no read buffer. `None` once the failure is reported, or at once when the node stops
+/// the connection.
 ///
 /// Each socket operation is raced with the stop; reporting is not (it returns by itself once
 /// the node stops the connection), so the link's wake-up has one waiter at a time.
