@@ -81,6 +81,31 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
     })
 }
 
+/// Linux reports `/proc/PID/stat` CPU times in USER_HZ clock ticks, 100 a second on every
+/// architecture it runs on (independent of the kernel's own tick rate).
+pub const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, all threads, in seconds) process `pid` has used so far, from
+/// `/proc/PID/stat`, if readable. Resolution 1 / [`USER_HZ`].
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start with field 3 (state), so utime and stime (fields 14 and 15) are the 12th and 13th.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// CPU time the calling thread has used so far, in seconds (`/proc/thread-self/schedstat`,
+/// nanoseconds on the CPU), if readable.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
 /// Raises this process's open-file limit (soft, and the hard one if allowed) to at least
 /// `wanted`; answers the soft limit in force afterwards. Children started later inherit it.
 pub fn raise_file_limit(wanted: u64) -> u64 {
@@ -126,6 +151,20 @@ mod tests {
     fn own_resident_memory_is_readable() {
         let kib = resident_kib(std::process::id()).expect("VmRSS of this process");
         assert!(kib > 0);
+    }
+
+    #[test]
+    fn cpu_times_grow_with_work() {
+        let (p0, t0) = (cpu_seconds(std::process::id()), thread_cpu_seconds());
+        let (p0, t0) = (p0.expect("own /proc stat"), t0.expect("own schedstat"));
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let (p1, t1) = (cpu_seconds(std::process::id()), thread_cpu_seconds());
+        assert!(t1.expect("own schedstat") - t0 >= 0.03);
+        assert!(p1.expect("own /proc stat") - p0 >= 0.02);
     }
 
     #[test]

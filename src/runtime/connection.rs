@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, trace};
@@ -85,6 +85,8 @@ struct Established {
     stream: TcpStream,
     channel: SecureChannel,
     local: SocketAddr,
+    /// Bytes of the read that completed the peer's key, not yet reported.
+    key_bytes: usize,
 }
 
 /// Runs a connection until the socket closes or the node stops it. Reports to `link` and takes
@@ -99,6 +101,7 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
         stream,
         channel,
         local,
+        key_bytes,
     }) = established
     else {
         return;
@@ -114,6 +117,7 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
             peer,
             local,
             digest,
+            key_bytes,
         })
         .await
     {
@@ -126,9 +130,10 @@ pub async fn run(peer: PeerId, target: Target, link: Arc<Link>, clock: Clock) {
 }
 
 /// Connects (or takes the accepted socket), sends our key and reads exactly the peer's 33
-/// bytes, reporting each read. Nothing beyond the key is read before the channel is
-/// established, so a socket in the key exchange holds no read buffer. `None` once the failure
-/// is reported, or at once when the node stops the connection.
+/// bytes, reporting each read (the last one's bytes with [`Event::Established`]). Nothing
+/// beyond the key is read before the channel is established, so a socket in the key exchange
+/// holds no read buffer. `None` once the failure is reported, or at once when the node stops
+/// the connection.
 ///
 /// Each socket operation is raced with the stop; reporting is not (it returns by itself once
 /// the node stops the connection), so the link's wake-up has one waiter at a time.
@@ -179,11 +184,19 @@ async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Est
             link.report(protocol_error(peer, e)).await;
             return None;
         }
-        let in_flight = if channel.is_established() { 0 } else { got };
+        if channel.is_established() {
+            // The last read's bytes go with `Event::Established`.
+            return Some(Established {
+                stream,
+                channel,
+                local,
+                key_bytes: n,
+            });
+        }
         let bytes = Event::Bytes {
             peer,
             bytes: n,
-            in_flight,
+            in_flight: got,
         };
         if !link.report(bytes).await {
             return None;
@@ -193,6 +206,7 @@ async fn establish(peer: PeerId, target: Target, link: &Arc<Link>) -> Option<Est
         stream,
         channel,
         local,
+        key_bytes: 0,
     })
 }
 
@@ -878,12 +892,31 @@ impl Connection {
     }
 
     /// Reads once, without waiting, into the receive buffer.
+    ///
+    /// A read that leaves room in the buffer has emptied the socket's receive queue, so the
+    /// socket's readiness is cleared at once instead of by one more read answering
+    /// `WouldBlock` (as tokio's own `poll_read` does): the read runs inside `try_io`, which
+    /// takes its readiness snapshot before the read and clears only that snapshot, so bytes
+    /// arriving after the read still wake the connection.
     fn read_now(&mut self) {
         let front = self.decoder.front_frame_len(&self.rx);
         ReadBuffer::reserve(&mut self.rx, front);
-        match self.stream.try_read_buf(&mut self.rx) {
+        let room = self.rx.capacity() - self.rx.len();
+        let (stream, rx) = (&self.stream, &mut self.rx);
+        let mut drained = 0;
+        let read = stream.try_io(Interest::READABLE, || match stream.try_read_buf(rx) {
+            Ok(n) if n > 0 && n < room => {
+                drained = n;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            other => other,
+        });
+        match read {
             Ok(0) => self.end_of_stream(None),
             Ok(n) => self.read_unreported += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => {
+                self.read_unreported += drained;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 ReadBuffer::settle(&mut self.rx, front);
             }
