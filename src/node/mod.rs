@@ -82,7 +82,9 @@ pub struct Node {
     commands: VecDeque<Command>,
     started_at: TimePoint,
     delegate: Box<dyn Delegate>,
-    new_inventory: Vec<ItemId>,
+    /// Items to advertise, each with the application's ticket when it accepted it, in ticket
+    /// order.
+    new_inventory: VecDeque<(ItemId, u64)>,
     new_inventory_set: HashSet<ItemId>,
     /// When waiting transactions are advertised (`i64::MAX`: none waiting).
     next_advertise: i64,
@@ -295,7 +297,7 @@ impl Node {
             commands: VecDeque::new(),
             started_at: now,
             delegate,
-            new_inventory: Vec::new(),
+            new_inventory: VecDeque::new(),
             new_inventory_set: HashSet::new(),
             next_advertise: i64::MAX,
             fetch: fetch::FetchQueue::new(),
@@ -385,6 +387,12 @@ impl Node {
     /// The application.
     pub fn delegate(&self) -> &dyn Delegate {
         self.delegate.as_ref()
+    }
+
+    /// Gives the application what to call when more of its work became durable: the runtime
+    /// answers it with [`Node::on_durable`].
+    pub fn set_durable_waker(&mut self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.delegate.set_durable_waker(wake);
     }
 
     /// An item from the application, by inventory hash or (for blocks) block id.

@@ -1035,6 +1035,8 @@ fn a_late_node_syncs_from_two_peers_in_parallel_then_serves_a_fourth() {
                 .broadcast(msg_type::BLOCK, blk.clone(), now)
                 .accepted();
         }
+        // Durable once its commit completes.
+        net.pump();
         assert_eq!(net.nodes[i].delegate().head().number, 2000);
     }
     let late = net.add_node(c.clone(), test_node_id(3));
