@@ -164,6 +164,8 @@ pub struct RelayStore {
     held_bytes: usize,
     held_count: usize,
     held_order: u64,
+    /// [`MAX_NOT_DURABLE_BYTES`] and [`MAX_NOT_DURABLE_BATCHES`] unless set (tests).
+    max_not_durable: (usize, u64),
 }
 
 impl Drop for RelayStore {
@@ -246,6 +248,7 @@ impl RelayStore {
             held_bytes: 0,
             held_count: 0,
             held_order: 0,
+            max_not_durable: (MAX_NOT_DURABLE_BYTES, MAX_NOT_DURABLE_BATCHES),
         };
         store.accepted = store.read_head()?;
         store.durable_head = store.accepted;
@@ -261,6 +264,16 @@ impl RelayStore {
     /// store's commits through it).
     pub fn commit_queue(&self) -> Arc<CommitQueue> {
         self.commits.clone()
+    }
+
+    /// Lowers the bytes and batches not yet durable beyond which the store is saturated (tests
+    /// of back-pressure); the defaults are [`MAX_NOT_DURABLE_BYTES`] and
+    /// [`MAX_NOT_DURABLE_BATCHES`], and larger values are ignored.
+    pub fn set_not_durable_limits(&mut self, bytes: usize, batches: u64) {
+        self.max_not_durable = (
+            bytes.min(MAX_NOT_DURABLE_BYTES),
+            batches.min(MAX_NOT_DURABLE_BATCHES),
+        );
     }
 
     /// Bytes of accepted items not yet known to be durable.
@@ -650,8 +663,8 @@ impl Delegate for RelayStore {
     }
 
     fn saturated(&self) -> bool {
-        self.overlay.bytes > MAX_NOT_DURABLE_BYTES
-            || self.ticket.saturating_sub(self.commits.durable()) > MAX_NOT_DURABLE_BATCHES
+        let (bytes, batches) = self.max_not_durable;
+        self.overlay.bytes > bytes || self.ticket.saturating_sub(self.commits.durable()) > batches
     }
 
     fn set_durable_waker(&mut self, wake: Box<dyn Fn() + Send + Sync>) {
@@ -837,6 +850,44 @@ mod tests {
         s.make_durable().unwrap();
         assert_eq!(s.head().number, 3);
         assert_eq!(s.held_blocks(), 0);
+    }
+
+    #[test]
+    fn a_deferred_store_reads_what_it_accepted_reports_only_what_is_durable_and_saturates() {
+        let mut s =
+            RelayStore::with_backend_deferred(redb::backends::InMemoryBackend::new(), chain_id())
+                .unwrap();
+        s.set_not_durable_limits(usize::MAX, 2);
+        let q = s.commit_queue();
+        let blocks = make_test_chain(Ripemd160::default(), 30, 1_700_000_000);
+        for (k, batch) in blocks.chunks(10).enumerate() {
+            assert!(!s.saturated(), "batch {k}");
+            s.handle_blocks(batch, true);
+            assert_eq!(s.accepted_ticket(), k as u64 + 1);
+        }
+        // Three batches wait: over the limit of two.
+        assert!(s.saturated());
+        assert_eq!(s.accepted_head().number, 30);
+        assert_eq!(s.head().number, 0);
+        assert_eq!(s.poll_durable(), 0);
+        let id = block_id_of(&blocks[29]).unwrap();
+        let item = ItemId {
+            item_type: msg_type::BLOCK,
+            item_hash: id,
+        };
+        assert_eq!(s.get_item(&item).as_deref(), Some(blocks[29].as_slice()));
+        assert_eq!(s.blockchain_synopsis().last(), Some(&id));
+        // Peers syncing from us are offered only what is durable.
+        assert_eq!(s.block_ids_after(&[], 100), (vec![], 0));
+        assert!(s.not_durable_bytes() > 0);
+        // One group commit makes all three durable.
+        assert!(q.run().unwrap());
+        assert_eq!(s.poll_durable(), 3);
+        assert!(!s.saturated());
+        assert_eq!(s.head().number, 30);
+        assert_eq!(s.not_durable_bytes(), 0);
+        assert_eq!(s.block_ids_after(&[], 100).0.len(), 30);
+        assert_eq!(s.get_item(&item).as_deref(), Some(blocks[29].as_slice()));
     }
 
     #[test]
