@@ -176,9 +176,10 @@ pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
 pub const MAX_TRX_INVENTORY_PER_PEER: usize = 120_000;
 /// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).
 /// Transactions fetched from peers are advertised in batches: at most this long (µs) after
-/// the first of a batch arrived, after one durable commit of the whole batch
-/// ([`crate::app::Delegate::make_durable`]). Blocks, broadcasts and our own timers advertise at
-/// once (with whatever transactions are waiting).
+/// the first of a batch arrived, or later when the application has not made them durable yet
+/// ([`crate::app::Delegate::poll_durable`]; then [`crate::node::Node::on_durable`] advertises
+/// them). Blocks, broadcasts and our own timers advertise at once (with whatever transactions
+/// are waiting), each item only once it is durable.
 pub const ADVERTISE_BATCH_US: i64 = 5_000;
 
 pub const INVENTORY_MEMORY_US: i64 = 2 * 60 * SECOND_US;

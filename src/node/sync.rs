@@ -319,7 +319,7 @@ impl Node {
         {
             self.sync_received_bytes -= old.len();
         }
-        // Apply in batches (one durable commit each): when a full batch is contiguous, or when
+        // Apply in batches (committed behind, grouped): when a full batch is contiguous, or when
         // this peer has nothing more in flight.
         let head = self.delegate.accepted_head().number;
         let batch_end = head.saturating_add(MAX_BLOCKS_TO_HANDLE_AT_ONCE as u32);
