@@ -57,6 +57,8 @@ fn main() {
         for batch in blocks.chunks(200) {
             store.handle_blocks(batch, true);
         }
+        // Committed behind the store: timed until durable.
+        store.make_durable().expect("durable");
         let direct = t.elapsed();
         assert_eq!(store.head().number, BLOCKS);
         drop(store);

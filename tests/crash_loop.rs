@@ -218,6 +218,8 @@ fn twenty_kills_lose_no_block_no_ban_and_no_file() {
         for batch in chain[..PRELOADED as usize].chunks(1000) {
             store.handle_blocks(batch, true);
         }
+        // Committed behind the store: wait until it is durable.
+        store.make_durable().unwrap();
         assert_eq!(store.head().number, PRELOADED);
     }
     let (p2p_a, rpc_a, p2p_b, rpc_b) = (free_port(), free_port(), free_port(), free_port());

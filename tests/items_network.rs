@@ -140,6 +140,11 @@ async fn a_late_node_syncs_from_two_peers_then_serves_a_fourth() {
         for blk in &blocks {
             accepted(h.broadcast(msg_type::BLOCK, blk.clone()).await);
         }
+        // The head reported is the durable one: the last commits complete behind.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while head(h).await != 2000 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(head(h).await, 2000);
     }
     let c = start(quiet(

@@ -148,6 +148,8 @@ fn preload(dir: &Path, n: u32) -> String {
     for batch in blocks.chunks(1000) {
         store.handle_blocks(batch, true);
     }
+    // Committed behind the store: wait until it is durable.
+    store.make_durable().unwrap();
     assert_eq!(store.head().number, n);
     store.head().block_id.to_string()
 }

@@ -3,7 +3,21 @@
 //! [`Delegate`] is the Rust counterpart of the reference's `node_delegate`, reduced to what the
 //! node needs. The node calls it from its own task, synchronously, in the order items must be
 //! applied. [`relay_store::RelayStore`] is the default application `grapevine run` uses.
+//!
+//! # Durability
+//!
+//! An application may accept items at once and make them durable later, off the node task:
+//! each accepting call may advance [`Delegate::accepted_ticket`], and
+//! [`Delegate::poll_durable`] says up to which ticket everything is durable. The node
+//! advertises an item only once its ticket is durable, learns of progress through
+//! [`crate::node::Node::on_durable`] (the runtime calls it when the waker given to
+//! [`Delegate::set_durable_waker`] fires), and hands over no sync blocks and fetches nothing
+//! while the application is [`Delegate::saturated`]. [`Delegate::head`] is the durable head
+//! (what peers and the operator are told), [`Delegate::accepted_head`] the head of everything
+//! accepted (what sync continues from). The defaults describe an application whose every call
+//! is durable when it returns.
 
+pub mod commits;
 pub mod relay_store;
 
 use crate::wire::message::ItemId;
@@ -62,8 +76,13 @@ pub trait Delegate: Send {
         5
     }
 
-    /// The head block.
+    /// The head block that is durable: what hello and the status report.
     fn head(&self) -> ChainHead;
+
+    /// The head of everything accepted, durable or not: what sync continues from.
+    fn accepted_head(&self) -> ChainHead {
+        self.head()
+    }
 
     /// Whether the item is known. For blocks `item_hash` may be the block id or the inventory
     /// hash (ripemd160 of the block message).
@@ -91,22 +110,44 @@ pub trait Delegate: Send {
     fn handle_transaction(&mut self, data: &[u8], now: TimePoint) -> Result<(), DelegateError>;
 
     /// Block ids after the last block of `synopsis` we share, starting with that block, at most
-    /// `limit` of them, and how many more follow. An empty synopsis means from block 1.
+    /// `limit` of them, and how many more follow. An empty synopsis means from block 1. Only
+    /// durable blocks: a peer syncing from us must not be offered what a crash takes back.
     fn block_ids_after(&self, synopsis: &[BlockId], limit: usize) -> (Vec<BlockId>, u32);
 
-    /// Our blockchain synopsis: ids of blocks on our chain, oldest first, ending at the head,
-    /// dense near the head and sparse further back.
+    /// Our blockchain synopsis: ids of blocks on our chain, oldest first, ending at the
+    /// accepted head, dense near the head and sparse further back.
     fn blockchain_synopsis(&self) -> Vec<BlockId>;
 
     /// Drops what has expired (e.g. transactions past their expiration).
     fn prune(&mut self, _now: TimePoint) {}
 
-    /// Makes everything accepted so far durable. The node calls it before it advertises
-    /// items, so an application may write transactions lazily and pay for one sync per batch
-    /// of advertisements rather than one per transaction. The default has nothing to do.
+    /// Makes everything accepted so far durable, waiting for it (tools, tests and
+    /// benchmarks; the node never calls it: it waits for [`Delegate::poll_durable`] instead).
+    /// The default has nothing to do.
     fn make_durable(&mut self) -> Result<(), DelegateError> {
         Ok(())
     }
+
+    /// The ticket of the last accepted batch (blocks or a transaction): 1, 2, 3, … in the
+    /// order of acceptance. An application that is durable at once may leave it at 0.
+    fn accepted_ticket(&self) -> u64 {
+        0
+    }
+
+    /// Every ticket up to the one returned is durable. Never blocks; the application may use
+    /// the call to forget what it kept in memory for batches now durable.
+    fn poll_durable(&mut self) -> u64 {
+        self.accepted_ticket()
+    }
+
+    /// Whether too much accepted work is not durable yet: the node then hands over no sync
+    /// blocks and fetches no items until [`Delegate::poll_durable`] moves on.
+    fn saturated(&self) -> bool {
+        false
+    }
+
+    /// `wake` is to be called (from any thread) whenever more work became durable.
+    fn set_durable_waker(&mut self, _wake: Box<dyn Fn() + Send + Sync>) {}
 }
 
 /// The synopsis numbers for a chain whose head is `head`: head, head-1, head-3, head-7, …,

@@ -7,17 +7,33 @@
 //! block 1). A block whose parent is unknown is held in memory, bounded, and applied when the
 //! parent arrives: a peer is never blamed for sending blocks out of order.
 //!
-//! Every batch handed to [`Delegate::handle_blocks`] is one durable redb transaction, so a
-//! block the node was told is accepted survives a kill at any instant. Transactions are
-//! written without a sync and made durable together by [`Delegate::make_durable`], which the
-//! node calls before advertising them: one sync per batch, and nothing advertised is lost.
+//! # Durability off the node task
+//!
+//! Accepting a batch ([`Delegate::handle_blocks`], [`Delegate::handle_transaction`]) validates
+//! it and puts its writes in an in-memory overlay, tagged with the next ticket; the writes go
+//! to a [`CommitQueue`] whose writer (a dedicated thread, or the simulator's timed events)
+//! commits everything queued in one durable redb transaction, and publishes the last ticket it
+//! made durable. The node task never waits on a sync. Reads see the overlay first, then the
+//! database, so everything accepted is visible at once ([`Delegate::has_item`],
+//! [`Delegate::get_item`], [`Delegate::blockchain_synopsis`], [`Delegate::accepted_head`]);
+//! what the store tells others is only what is durable: [`Delegate::head`] is the durable head
+//! and [`Delegate::block_ids_after`] answers from the database alone. The node advertises an
+//! item only once [`Delegate::poll_durable`] reaches its ticket; a kill loses only what nobody
+//! has heard of from this node. [`Delegate::poll_durable`] also drops the overlay's durable
+//! entries. The overlay is bounded: beyond [`MAX_NOT_DURABLE_BYTES`] or
+//! [`MAX_NOT_DURABLE_BATCHES`] the store is [`Delegate::saturated`] and the node hands it no
+//! more sync blocks and fetches nothing until commits catch up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 use tracing::{debug, warn};
 
+use super::commits::{
+    BLOCK_BY_HASH, BLOCKS, CHAIN, CommitQueue, META, Mode, Op, TRX_EXPIRY, TRXS, Work,
+};
 use super::{BlockOutcome, Delegate, DelegateError, synopsis_numbers};
 use crate::app::ChainHead;
 use crate::wire::message::{ItemId, block_id_of, block_previous_of, message_hash, msg_type};
@@ -30,14 +46,15 @@ pub const STORE_FILE: &str = "relay.redb";
 pub const MAX_HELD_BLOCKS: usize = 4096;
 /// Bytes of blocks held while waiting for their parent.
 pub const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
-
-const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
-const CHAIN: TableDefinition<u32, &[u8]> = TableDefinition::new("chain");
-const BLOCK_BY_HASH: TableDefinition<&[u8], &[u8]> =
-    TableDefinition::new("block_by_inventory_hash");
-const TRXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("transactions");
-const TRX_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("transaction_expiry");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Bytes of accepted items not yet durable (the overlay) beyond which the store is saturated:
+/// memory held while the disk is slow or stuck. The node stops handing over sync blocks and
+/// fetching items, so it is passed by at most one batch and the items already in flight.
+pub const MAX_NOT_DURABLE_BYTES: usize = 64 * 1024 * 1024;
+/// Accepted batches not yet durable beyond which the store is saturated: bounds the overlay's
+/// bookkeeping under a flood of small items (each transaction is a batch).
+pub const MAX_NOT_DURABLE_BATCHES: u64 = 4096;
+/// Bytes counted for each overlay entry besides its data (keys and map overhead).
+const OVERLAY_ENTRY_BYTES: usize = 96;
 
 fn local(e: impl std::fmt::Display) -> DelegateError {
     DelegateError::Local(e.to_string())
@@ -56,40 +73,130 @@ struct Held {
     order: u64,
 }
 
+/// An overlay key, to drop once its batch is durable.
+enum Key {
+    Block(BlockId),
+    Hash(Ripemd160),
+    Chain(u32),
+    Trx(Ripemd160),
+}
+
+/// One accepted batch not yet known to be durable.
+struct Batch {
+    ticket: u64,
+    keys: Vec<Key>,
+    /// The accepted head once this batch was accepted: the durable head once it is durable.
+    accepted: ChainHead,
+    bytes: usize,
+}
+
+/// Accepted writes not yet known to be durable, each with the ticket that wrote it last.
+#[derive(Default)]
+struct Overlay {
+    blocks: HashMap<BlockId, (u64, Arc<[u8]>)>,
+    by_hash: HashMap<Ripemd160, (u64, BlockId)>,
+    chain: HashMap<u32, (u64, BlockId)>,
+    trxs: HashMap<Ripemd160, (u64, Arc<[u8]>)>,
+    journal: VecDeque<Batch>,
+    bytes: usize,
+}
+
+/// A batch being accepted.
+struct Pending {
+    ticket: u64,
+    ops: Vec<Op>,
+    keys: Vec<Key>,
+    bytes: usize,
+}
+
+/// One read transaction's tables (a table that cannot be opened reads as empty).
+struct Reader {
+    blocks: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    by_hash: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    chain: Option<ReadOnlyTable<u32, &'static [u8]>>,
+    trxs: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl Reader {
+    fn block(&self, id: &BlockId) -> Option<Vec<u8>> {
+        let t = self.blocks.as_ref()?;
+        Some(t.get(id.as_bytes().as_slice()).ok()??.value().to_vec())
+    }
+
+    fn has_block(&self, id: &BlockId) -> bool {
+        self.blocks
+            .as_ref()
+            .is_some_and(|t| t.get(id.as_bytes().as_slice()).ok().flatten().is_some())
+    }
+
+    fn id_by_hash(&self, hash: &Ripemd160) -> Option<BlockId> {
+        let t = self.by_hash.as_ref()?;
+        Some(id_from(t.get(hash.as_bytes().as_slice()).ok()??.value()))
+    }
+
+    fn chain(&self, n: u32) -> Option<BlockId> {
+        let t = self.chain.as_ref()?;
+        Some(id_from(t.get(n).ok()??.value()))
+    }
+
+    fn trx(&self, hash: &Ripemd160) -> Option<Vec<u8>> {
+        let t = self.trxs.as_ref()?;
+        Some(t.get(hash.as_bytes().as_slice()).ok()??.value().to_vec())
+    }
+}
+
 /// The relay store.
 pub struct RelayStore {
-    db: Database,
+    db: Arc<Database>,
+    commits: Arc<CommitQueue>,
+    writer: Option<std::thread::JoinHandle<()>>,
     chain_id: Sha256,
     block_interval_secs: i64,
-    head: ChainHead,
+    /// The head of everything accepted.
+    accepted: ChainHead,
+    /// The head of what is known to be durable.
+    durable_head: ChainHead,
+    /// The last ticket handed out.
+    ticket: u64,
+    overlay: Overlay,
     /// Held blocks by the id of the parent they wait for.
     held: HashMap<BlockId, Vec<Held>>,
     held_bytes: usize,
     held_count: usize,
     held_order: u64,
-    /// Whether transactions were committed without a sync since the last durable commit.
-    trx_not_durable: bool,
+    /// [`MAX_NOT_DURABLE_BYTES`] and [`MAX_NOT_DURABLE_BATCHES`] unless set (tests).
+    max_not_durable: (usize, u64),
+}
+
+impl Drop for RelayStore {
+    /// The writer thread commits what is queued, then stops.
+    fn drop(&mut self) {
+        self.commits.stop();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl RelayStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, with a writer thread.
     pub fn open(path: &Path, chain_id: Sha256) -> Result<Self, DelegateError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(local)?;
         }
         let db = Database::create(path).map_err(local)?;
-        Self::with_database(db, chain_id)
+        Self::with_database(db, chain_id, Mode::Thread)
     }
 
-    /// A store in memory (tests, simulations).
+    /// A store in memory (tests, simulations), with a writer thread.
     pub fn in_memory(chain_id: Sha256) -> Result<Self, DelegateError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(local)?;
-        Self::with_database(db, chain_id)
+        Self::with_database(db, chain_id, Mode::Thread)
     }
 
-    /// A store on any redb storage backend (the simulator's crash-safe memory disk).
+    /// A store on any redb storage backend, with a writer thread.
     pub fn with_backend(
         backend: impl redb::StorageBackend,
         chain_id: Sha256,
@@ -97,10 +204,22 @@ impl RelayStore {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(local)?;
-        Self::with_database(db, chain_id)
+        Self::with_database(db, chain_id, Mode::Thread)
     }
 
-    fn with_database(db: Database, chain_id: Sha256) -> Result<Self, DelegateError> {
+    /// A store on any redb storage backend whose commits run only when the caller runs its
+    /// [`RelayStore::commit_queue`] (the simulator's crash-safe memory disk).
+    pub fn with_backend_deferred(
+        backend: impl redb::StorageBackend,
+        chain_id: Sha256,
+    ) -> Result<Self, DelegateError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(local)?;
+        Self::with_database(db, chain_id, Mode::Deferred)
+    }
+
+    fn with_database(db: Database, chain_id: Sha256, mode: Mode) -> Result<Self, DelegateError> {
         let tx = db.begin_write().map_err(local)?;
         for t in [BLOCKS, BLOCK_BY_HASH, TRXS] {
             tx.open_table(t).map_err(local)?;
@@ -109,24 +228,57 @@ impl RelayStore {
         tx.open_table(TRX_EXPIRY).map_err(local)?;
         tx.open_table(META).map_err(local)?;
         tx.commit().map_err(local)?;
+        let db = Arc::new(db);
+        let commits = CommitQueue::new(db.clone(), mode, 0);
+        let writer = match mode {
+            Mode::Thread => Some(commits.spawn_writer().map_err(local)?),
+            Mode::Deferred => None,
+        };
         let mut store = Self {
             db,
+            commits,
+            writer,
             chain_id,
             block_interval_secs: 5,
-            head: ChainHead::default(),
+            accepted: ChainHead::default(),
+            durable_head: ChainHead::default(),
+            ticket: 0,
+            overlay: Overlay::default(),
             held: HashMap::new(),
             held_bytes: 0,
             held_count: 0,
             held_order: 0,
-            trx_not_durable: false,
+            max_not_durable: (MAX_NOT_DURABLE_BYTES, MAX_NOT_DURABLE_BATCHES),
         };
-        store.head = store.read_head()?;
+        store.accepted = store.read_head()?;
+        store.durable_head = store.accepted;
         Ok(store)
     }
 
     /// Sets the block interval reported to the node.
     pub fn set_block_interval(&mut self, secs: i64) {
         self.block_interval_secs = secs;
+    }
+
+    /// The queue of accepted writes and its writer's progress (the simulator runs a deferred
+    /// store's commits through it).
+    pub fn commit_queue(&self) -> Arc<CommitQueue> {
+        self.commits.clone()
+    }
+
+    /// Lowers the bytes and batches not yet durable beyond which the store is saturated (tests
+    /// of back-pressure); the defaults are [`MAX_NOT_DURABLE_BYTES`] and
+    /// [`MAX_NOT_DURABLE_BATCHES`], and larger values are ignored.
+    pub fn set_not_durable_limits(&mut self, bytes: usize, batches: u64) {
+        self.max_not_durable = (
+            bytes.min(MAX_NOT_DURABLE_BYTES),
+            batches.min(MAX_NOT_DURABLE_BATCHES),
+        );
+    }
+
+    /// Bytes of accepted items not yet known to be durable.
+    pub fn not_durable_bytes(&self) -> usize {
+        self.overlay.bytes
     }
 
     fn read_head(&self) -> Result<ChainHead, DelegateError> {
@@ -147,6 +299,55 @@ impl RelayStore {
             number: id.block_number(),
             time: TimePointSec(time),
         })
+    }
+
+    fn reader(&self) -> Result<Reader, DelegateError> {
+        let tx = self.db.begin_read().map_err(local)?;
+        Ok(Reader {
+            blocks: tx.open_table(BLOCKS).ok(),
+            by_hash: tx.open_table(BLOCK_BY_HASH).ok(),
+            chain: tx.open_table(CHAIN).ok(),
+            trxs: tx.open_table(TRXS).ok(),
+        })
+    }
+
+    fn has_block(&self, r: &Reader, id: &BlockId) -> bool {
+        self.overlay.blocks.contains_key(id) || r.has_block(id)
+    }
+
+    fn block(&self, r: &Reader, id: &BlockId) -> Option<Vec<u8>> {
+        match self.overlay.blocks.get(id) {
+            Some((_, data)) => Some(data.to_vec()),
+            None => r.block(id),
+        }
+    }
+
+    fn chain_at(&self, r: &Reader, n: u32) -> Option<BlockId> {
+        match self.overlay.chain.get(&n) {
+            Some((_, id)) => Some(*id),
+            None => r.chain(n),
+        }
+    }
+
+    fn block_item(&self, r: &Reader, hash: &Ripemd160) -> Option<Vec<u8>> {
+        if let Some(data) = self.block(r, hash) {
+            return Some(data);
+        }
+        let id = match self.overlay.by_hash.get(hash) {
+            Some((_, id)) => *id,
+            None => r.id_by_hash(hash)?,
+        };
+        self.block(r, &id)
+    }
+
+    fn has_block_item(&self, r: &Reader, hash: &Ripemd160) -> bool {
+        self.has_block(r, hash)
+            || self.overlay.by_hash.contains_key(hash)
+            || r.id_by_hash(hash).is_some()
+    }
+
+    fn has_trx(&self, r: &Reader, hash: &Ripemd160) -> bool {
+        self.overlay.trxs.contains_key(hash) || r.trx(hash).is_some()
     }
 
     /// Number of blocks held for a missing parent.
@@ -201,6 +402,114 @@ impl RelayStore {
         }
         v.into_iter().map(|h| h.data).collect()
     }
+
+    fn begin(&self) -> Pending {
+        Pending {
+            ticket: self.ticket + 1,
+            ops: Vec::new(),
+            keys: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Hands a batch's writes to the writer and remembers them in the overlay's journal.
+    fn finish(&mut self, p: Pending) {
+        if p.ops.is_empty() {
+            return;
+        }
+        self.ticket = p.ticket;
+        self.overlay.bytes += p.bytes;
+        self.overlay.journal.push_back(Batch {
+            ticket: p.ticket,
+            keys: p.keys,
+            accepted: self.accepted,
+            bytes: p.bytes,
+        });
+        self.commits.submit(Work {
+            ticket: p.ticket,
+            ops: p.ops,
+        });
+    }
+
+    fn set_chain(&mut self, p: &mut Pending, n: u32, id: BlockId) {
+        self.overlay.chain.insert(n, (p.ticket, id));
+        p.keys.push(Key::Chain(n));
+        p.ops.push(Op::Chain(n, id));
+        p.bytes += OVERLAY_ENTRY_BYTES;
+    }
+
+    /// One block, and any held descendants it links.
+    fn accept_block(
+        &mut self,
+        r: &Reader,
+        p: &mut Pending,
+        data: &[u8],
+        to_hold: &mut Vec<(BlockId, Vec<u8>)>,
+    ) -> Result<BlockOutcome, DelegateError> {
+        let (id, previous) = validate_block(data)?;
+        if self.has_block(r, &id) {
+            return Ok(BlockOutcome::Duplicate);
+        }
+        let links = id.block_number() == 1 || self.has_block(r, &previous);
+        if !links {
+            to_hold.push((previous, data.to_vec()));
+            return Ok(BlockOutcome::Held {
+                missing_parent: previous,
+            });
+        }
+        // Apply it, then any held descendants that now link.
+        let mut linked = Vec::new();
+        let mut queue = vec![data.to_vec()];
+        while let Some(block) = queue.pop() {
+            let Ok((bid, prev)) = validate_block(&block) else {
+                continue;
+            };
+            if self.has_block(r, &bid) {
+                continue;
+            }
+            let hash = message_hash(&block);
+            let n = bid.block_number();
+            let time = TimePointSec(block_timestamp(&block).unwrap_or(0));
+            let data: Arc<[u8]> = block.into();
+            p.bytes += data.len() + 2 * OVERLAY_ENTRY_BYTES;
+            self.overlay.blocks.insert(bid, (p.ticket, data.clone()));
+            self.overlay.by_hash.insert(hash, (p.ticket, bid));
+            p.keys.push(Key::Block(bid));
+            p.keys.push(Key::Hash(hash));
+            p.ops.push(Op::Block {
+                id: bid,
+                hash,
+                data,
+            });
+            if n > self.accepted.number {
+                // A longer chain: rewrite the numbers back to the fork point.
+                let mut cur = bid;
+                let mut cur_prev = prev;
+                let mut k = n;
+                loop {
+                    self.set_chain(p, k, cur);
+                    if k <= 1 || self.chain_at(r, k - 1) == Some(cur_prev) {
+                        break;
+                    }
+                    let Some(parent) = self.block(r, &cur_prev) else {
+                        break;
+                    };
+                    cur = cur_prev;
+                    cur_prev = block_previous_of(&parent).unwrap_or_default();
+                    k -= 1;
+                }
+                self.accepted = ChainHead {
+                    block_id: bid,
+                    number: n,
+                    time,
+                };
+                p.ops.push(Op::Head(bid));
+            }
+            linked.push(bid);
+            queue.extend(self.take_held_children(&bid));
+        }
+        Ok(BlockOutcome::Accepted { linked })
+    }
 }
 
 /// Checks a block message: its carried id must be its header's id.
@@ -226,70 +535,43 @@ impl Delegate for RelayStore {
         self.block_interval_secs
     }
 
+    /// The durable head.
     fn head(&self) -> ChainHead {
-        self.head
+        self.durable_head
+    }
+
+    fn accepted_head(&self) -> ChainHead {
+        self.accepted
     }
 
     fn has_item(&self, item: &ItemId) -> bool {
-        let Ok(tx) = self.db.begin_read() else {
-            return false;
-        };
-        let key = item.item_hash.as_bytes().as_slice();
-        let found = |t: TableDefinition<&[u8], &[u8]>| {
-            tx.open_table(t)
-                .ok()
-                .and_then(|t| t.get(key).ok().flatten())
-                .is_some()
-        };
-        match item.item_type {
-            msg_type::TRX => found(TRXS),
-            msg_type::BLOCK => found(BLOCKS) || found(BLOCK_BY_HASH),
-            _ => false,
-        }
+        self.has_items(std::slice::from_ref(item))
+            .first()
+            .copied()
+            .unwrap_or(false)
     }
 
     fn has_items(&self, items: &[ItemId]) -> Vec<bool> {
-        let Ok(tx) = self.db.begin_read() else {
+        let Ok(r) = self.reader() else {
             return vec![false; items.len()];
-        };
-        let open = |t| tx.open_table(t).ok();
-        let (trxs, blocks, by_hash) = (open(TRXS), open(BLOCKS), open(BLOCK_BY_HASH));
-        let found = |t: &Option<redb::ReadOnlyTable<&[u8], &[u8]>>, key: &[u8]| {
-            t.as_ref()
-                .is_some_and(|t| t.get(key).ok().flatten().is_some())
         };
         items
             .iter()
-            .map(|item| {
-                let key = item.item_hash.as_bytes().as_slice();
-                match item.item_type {
-                    msg_type::TRX => found(&trxs, key),
-                    msg_type::BLOCK => found(&blocks, key) || found(&by_hash, key),
-                    _ => false,
-                }
+            .map(|item| match item.item_type {
+                msg_type::TRX => self.has_trx(&r, &item.item_hash),
+                msg_type::BLOCK => self.has_block_item(&r, &item.item_hash),
+                _ => false,
             })
             .collect()
     }
 
     fn get_item(&self, item: &ItemId) -> Option<Vec<u8>> {
-        let tx = self.db.begin_read().ok()?;
-        let key = item.item_hash.as_bytes().as_slice();
         match item.item_type {
-            msg_type::TRX => {
-                let t = tx.open_table(TRXS).ok()?;
-                let v = t.get(key).ok()??;
-                Some(v.value().to_vec())
-            }
-            msg_type::BLOCK => {
-                let blocks = tx.open_table(BLOCKS).ok()?;
-                if let Some(v) = blocks.get(key).ok()? {
-                    return Some(v.value().to_vec());
-                }
-                let by_hash = tx.open_table(BLOCK_BY_HASH).ok()?;
-                let id = by_hash.get(key).ok()??.value().to_vec();
-                let v = blocks.get(id.as_slice()).ok()??;
-                Some(v.value().to_vec())
-            }
+            msg_type::TRX => match self.overlay.trxs.get(&item.item_hash) {
+                Some((_, data)) => Some(data.to_vec()),
+                None => self.reader().ok()?.trx(&item.item_hash),
+            },
+            msg_type::BLOCK => self.block_item(&self.reader().ok()?, &item.item_hash),
             _ => None,
         }
     }
@@ -299,112 +581,17 @@ impl Delegate for RelayStore {
         blocks: &[Vec<u8>],
         _sync_mode: bool,
     ) -> Vec<Result<BlockOutcome, DelegateError>> {
-        let mut results = Vec::with_capacity(blocks.len());
-        let tx = match self.db.begin_write() {
-            Ok(tx) => tx,
-            Err(e) => return blocks.iter().map(|_| Err(local(&e))).collect(),
+        let r = match self.reader() {
+            Ok(r) => r,
+            Err(e) => return blocks.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut head = self.head;
+        let mut p = self.begin();
         let mut to_hold = Vec::new();
-        {
-            let opened = (|| -> Result<_, DelegateError> {
-                Ok((
-                    tx.open_table(BLOCKS).map_err(local)?,
-                    tx.open_table(CHAIN).map_err(local)?,
-                    tx.open_table(BLOCK_BY_HASH).map_err(local)?,
-                    tx.open_table(META).map_err(local)?,
-                ))
-            })();
-            let (mut bt, mut chain, mut by_hash, mut meta) = match opened {
-                Ok(t) => t,
-                Err(e) => return blocks.iter().map(|_| Err(e.clone())).collect(),
-            };
-            for data in blocks {
-                let outcome = (|| -> Result<BlockOutcome, DelegateError> {
-                    let (id, previous) = validate_block(data)?;
-                    if bt.get(id.as_bytes().as_slice()).map_err(local)?.is_some() {
-                        return Ok(BlockOutcome::Duplicate);
-                    }
-                    let links = id.block_number() == 1
-                        || bt
-                            .get(previous.as_bytes().as_slice())
-                            .map_err(local)?
-                            .is_some();
-                    if !links {
-                        to_hold.push((previous, data.clone()));
-                        return Ok(BlockOutcome::Held {
-                            missing_parent: previous,
-                        });
-                    }
-                    // Apply it, then any held descendants that now link, breadth first.
-                    let mut linked = Vec::new();
-                    let mut queue = vec![data.clone()];
-                    while let Some(block) = queue.pop() {
-                        let (bid, prev) = match validate_block(&block) {
-                            Ok(v) => v,
-                            Err(_) => continue,
-                        };
-                        if bt.get(bid.as_bytes().as_slice()).map_err(local)?.is_some() {
-                            continue;
-                        }
-                        bt.insert(bid.as_bytes().as_slice(), block.as_slice())
-                            .map_err(local)?;
-                        by_hash
-                            .insert(
-                                message_hash(&block).as_bytes().as_slice(),
-                                bid.as_bytes().as_slice(),
-                            )
-                            .map_err(local)?;
-                        let n = bid.block_number();
-                        if n > head.number {
-                            // A longer chain: rewrite the numbers back to the fork point.
-                            let mut cur = bid;
-                            let mut cur_prev = prev;
-                            let mut k = n;
-                            loop {
-                                chain.insert(k, cur.as_bytes().as_slice()).map_err(local)?;
-                                if k <= 1 {
-                                    break;
-                                }
-                                let on_chain =
-                                    chain.get(k - 1).map_err(local)?.map(|v| id_from(v.value()));
-                                if on_chain == Some(cur_prev) {
-                                    break;
-                                }
-                                let Some(parent) = bt
-                                    .get(cur_prev.as_bytes().as_slice())
-                                    .map_err(local)?
-                                    .map(|v| v.value().to_vec())
-                                else {
-                                    break;
-                                };
-                                cur = cur_prev;
-                                cur_prev = block_previous_of(&parent).unwrap_or_default();
-                                k -= 1;
-                            }
-                            head = ChainHead {
-                                block_id: bid,
-                                number: n,
-                                time: TimePointSec(block_timestamp(&block).unwrap_or(0)),
-                            };
-                            meta.insert("head", bid.as_bytes().as_slice())
-                                .map_err(local)?;
-                        }
-                        linked.push(bid);
-                        queue.extend(self.take_held_children(&bid));
-                    }
-                    Ok(BlockOutcome::Accepted { linked })
-                })();
-                results.push(outcome);
-            }
-        }
-        if let Err(e) = tx.commit() {
-            warn!(error = %e, "cannot commit blocks");
-            return blocks.iter().map(|_| Err(local(&e))).collect();
-        }
-        // That commit was durable, and so is every transaction written before it.
-        self.trx_not_durable = false;
-        self.head = head;
+        let results = blocks
+            .iter()
+            .map(|data| self.accept_block(&r, &mut p, data, &mut to_hold))
+            .collect();
+        self.finish(p);
         for (previous, data) in to_hold {
             debug!(%previous, "holding a block until its parent arrives");
             self.hold(previous, data);
@@ -419,47 +606,84 @@ impl Delegate for RelayStore {
             return Err(DelegateError::Unusable("transaction expired".into()));
         }
         let hash = message_hash(data);
-        let mut tx = self.db.begin_write().map_err(local)?;
-        tx.set_durability(Durability::None).map_err(local)?;
-        {
-            let mut trxs = tx.open_table(TRXS).map_err(local)?;
-            trxs.insert(hash.as_bytes().as_slice(), data)
-                .map_err(local)?;
-            let mut exp = tx.open_table(TRX_EXPIRY).map_err(local)?;
-            let mut key = expiration.to_be_bytes().to_vec();
-            key.extend_from_slice(hash.as_bytes());
-            exp.insert(key.as_slice(), ()).map_err(local)?;
-        }
-        tx.commit().map_err(local)?;
-        self.trx_not_durable = true;
+        let mut p = self.begin();
+        let data: Arc<[u8]> = data.into();
+        p.bytes += data.len() + OVERLAY_ENTRY_BYTES;
+        self.overlay.trxs.insert(hash, (p.ticket, data.clone()));
+        p.keys.push(Key::Trx(hash));
+        p.ops.push(Op::Trx {
+            hash,
+            expiration,
+            data,
+        });
+        self.finish(p);
         Ok(())
+    }
+
+    fn accepted_ticket(&self) -> u64 {
+        self.ticket
+    }
+
+    fn poll_durable(&mut self) -> u64 {
+        let durable = self.commits.durable();
+        let o = &mut self.overlay;
+        while o.journal.front().is_some_and(|b| b.ticket <= durable) {
+            let Some(b) = o.journal.pop_front() else {
+                break;
+            };
+            for key in b.keys {
+                // Only if no later batch wrote it again.
+                match key {
+                    Key::Block(k) => {
+                        if o.blocks.get(&k).is_some_and(|(t, _)| *t <= durable) {
+                            o.blocks.remove(&k);
+                        }
+                    }
+                    Key::Hash(k) => {
+                        if o.by_hash.get(&k).is_some_and(|(t, _)| *t <= durable) {
+                            o.by_hash.remove(&k);
+                        }
+                    }
+                    Key::Chain(k) => {
+                        if o.chain.get(&k).is_some_and(|(t, _)| *t <= durable) {
+                            o.chain.remove(&k);
+                        }
+                    }
+                    Key::Trx(k) => {
+                        if o.trxs.get(&k).is_some_and(|(t, _)| *t <= durable) {
+                            o.trxs.remove(&k);
+                        }
+                    }
+                }
+            }
+            o.bytes -= b.bytes;
+            self.durable_head = b.accepted;
+        }
+        durable
+    }
+
+    fn saturated(&self) -> bool {
+        let (bytes, batches) = self.max_not_durable;
+        self.overlay.bytes > bytes || self.ticket.saturating_sub(self.commits.durable()) > batches
+    }
+
+    fn set_durable_waker(&mut self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.commits.set_waker(wake);
     }
 
     fn make_durable(&mut self) -> Result<(), DelegateError> {
-        if !self.trx_not_durable {
-            return Ok(());
-        }
-        // A durable commit makes every earlier non-durable one durable with it.
-        let tx = self.db.begin_write().map_err(local)?;
-        tx.commit().map_err(local)?;
-        self.trx_not_durable = false;
+        self.commits.wait_durable(self.ticket).map_err(local)?;
+        self.poll_durable();
         Ok(())
     }
 
+    /// From the database alone, up to the durable head: ids given to a peer that syncs from
+    /// us are never taken back by a crash.
     fn block_ids_after(&self, synopsis: &[BlockId], limit: usize) -> (Vec<BlockId>, u32) {
-        let Ok(tx) = self.db.begin_read() else {
+        let Ok(r) = self.reader() else {
             return (Vec::new(), 0);
         };
-        let Ok(chain) = tx.open_table(CHAIN) else {
-            return (Vec::new(), 0);
-        };
-        let on_chain = |id: &BlockId| -> bool {
-            chain
-                .get(id.block_number())
-                .ok()
-                .flatten()
-                .is_some_and(|v| id_from(v.value()) == *id)
-        };
+        let on_chain = |id: &BlockId| -> bool { r.chain(id.block_number()) == Some(*id) };
         let start = if synopsis.is_empty() {
             1
         } else {
@@ -469,13 +693,15 @@ impl Delegate for RelayStore {
                 None => return (Vec::new(), 0),
             }
         };
-        let head = self.head.number;
+        let head = self.durable_head.number;
         if start == 0 || start > head {
             return (Vec::new(), 0);
         }
         let end = head.min(start.saturating_add(limit.saturating_sub(1) as u32));
         let mut ids = Vec::with_capacity((end - start + 1) as usize);
-        if let Ok(range) = chain.range(start..=end) {
+        if let Some(chain) = &r.chain
+            && let Ok(range) = chain.range(start..=end)
+        {
             for (_, v) in range.flatten() {
                 ids.push(id_from(v.value()));
             }
@@ -483,45 +709,44 @@ impl Delegate for RelayStore {
         (ids, head - end)
     }
 
+    /// Of everything accepted: what we ask peers to continue from.
     fn blockchain_synopsis(&self) -> Vec<BlockId> {
-        let Ok(tx) = self.db.begin_read() else {
+        let Ok(r) = self.reader() else {
             return Vec::new();
         };
-        let Ok(chain) = tx.open_table(CHAIN) else {
-            return Vec::new();
-        };
-        synopsis_numbers(self.head.number)
+        synopsis_numbers(self.accepted.number)
             .into_iter()
-            .filter_map(|n| chain.get(n).ok().flatten().map(|v| id_from(v.value())))
+            .filter_map(|n| self.chain_at(&r, n))
             .collect()
     }
 
+    /// Queues the removal of expired transactions, when the earliest stored one has expired.
     fn prune(&mut self, now: TimePoint) {
         let cutoff = u32::try_from(now.0.div_euclid(1_000_000)).unwrap_or(u32::MAX);
-        let result = (|| -> Result<usize, DelegateError> {
-            let tx = self.db.begin_write().map_err(local)?;
-            let mut removed = 0;
-            {
-                let mut exp = tx.open_table(TRX_EXPIRY).map_err(local)?;
-                let mut trxs = tx.open_table(TRXS).map_err(local)?;
-                let expired: Vec<Vec<u8>> = exp
-                    .range(..cutoff.to_be_bytes().as_slice())
-                    .map_err(local)?
-                    .flatten()
-                    .map(|(k, _)| k.value().to_vec())
-                    .collect();
-                for key in expired {
-                    exp.remove(key.as_slice()).map_err(local)?;
-                    trxs.remove(&key[4..]).map_err(local)?;
-                    removed += 1;
-                }
-            }
-            tx.commit().map_err(local)?;
-            Ok(removed)
+        let earliest = (|| -> Result<Option<u32>, DelegateError> {
+            let tx = self.db.begin_read().map_err(local)?;
+            let exp = tx.open_table(TRX_EXPIRY).map_err(local)?;
+            let first = exp.first().map_err(local)?;
+            Ok(first.and_then(|(k, _)| {
+                let k = k.value();
+                Some(u32::from_be_bytes(k.get(..4)?.try_into().ok()?))
+            }))
         })();
-        match result {
-            Ok(0) => {}
-            Ok(n) => debug!(removed = n, "expired transactions pruned"),
+        // Transactions not yet durable are not in the database yet: their removal is queued
+        // after them.
+        match earliest {
+            Ok(_) if !self.overlay.trxs.is_empty() => {
+                let mut p = self.begin();
+                p.ops.push(Op::Prune(cutoff));
+                self.finish(p);
+            }
+            Ok(Some(e)) if e < cutoff => {
+                let mut p = self.begin();
+                p.ops.push(Op::Prune(cutoff));
+                self.finish(p);
+                debug!(cutoff, "expired transactions pruned");
+            }
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot prune transactions"),
         }
     }
@@ -569,6 +794,8 @@ mod tests {
             r.iter()
                 .all(|o| matches!(o, Ok(BlockOutcome::Accepted { .. })))
         );
+        assert_eq!(s.accepted_head().number, 50);
+        s.make_durable().unwrap();
         assert_eq!(s.head().number, 50);
         let ids: Vec<BlockId> = blocks.iter().map(|b| block_id_of(b).unwrap()).collect();
         assert_eq!(s.head().block_id, ids[49]);
@@ -620,8 +847,47 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!(linked.len(), 2);
+        s.make_durable().unwrap();
         assert_eq!(s.head().number, 3);
         assert_eq!(s.held_blocks(), 0);
+    }
+
+    #[test]
+    fn a_deferred_store_reads_what_it_accepted_reports_only_what_is_durable_and_saturates() {
+        let mut s =
+            RelayStore::with_backend_deferred(redb::backends::InMemoryBackend::new(), chain_id())
+                .unwrap();
+        s.set_not_durable_limits(usize::MAX, 2);
+        let q = s.commit_queue();
+        let blocks = make_test_chain(Ripemd160::default(), 30, 1_700_000_000);
+        for (k, batch) in blocks.chunks(10).enumerate() {
+            assert!(!s.saturated(), "batch {k}");
+            s.handle_blocks(batch, true);
+            assert_eq!(s.accepted_ticket(), k as u64 + 1);
+        }
+        // Three batches wait: over the limit of two.
+        assert!(s.saturated());
+        assert_eq!(s.accepted_head().number, 30);
+        assert_eq!(s.head().number, 0);
+        assert_eq!(s.poll_durable(), 0);
+        let id = block_id_of(&blocks[29]).unwrap();
+        let item = ItemId {
+            item_type: msg_type::BLOCK,
+            item_hash: id,
+        };
+        assert_eq!(s.get_item(&item).as_deref(), Some(blocks[29].as_slice()));
+        assert_eq!(s.blockchain_synopsis().last(), Some(&id));
+        // Peers syncing from us are offered only what is durable.
+        assert_eq!(s.block_ids_after(&[], 100), (vec![], 0));
+        assert!(s.not_durable_bytes() > 0);
+        // One group commit makes all three durable.
+        assert!(q.run().unwrap());
+        assert_eq!(s.poll_durable(), 3);
+        assert!(!s.saturated());
+        assert_eq!(s.head().number, 30);
+        assert_eq!(s.not_durable_bytes(), 0);
+        assert_eq!(s.block_ids_after(&[], 100).0.len(), 30);
+        assert_eq!(s.get_item(&item).as_deref(), Some(blocks[29].as_slice()));
     }
 
     #[test]
@@ -663,6 +929,7 @@ mod tests {
         };
         assert!(s.has_item(&item));
         s.prune(TimePoint(i64::from(exp + 1) * 1_000_000));
+        s.make_durable().unwrap();
         assert!(!s.has_item(&item));
         assert!(matches!(
             s.handle_transaction(&trx, TimePoint(i64::from(exp + 1) * 1_000_000)),

@@ -174,11 +174,13 @@ pub const MAX_INVENTORY_PER_PEER: usize = 120_180;
 /// A peer's advertisements stop being read for transactions at this many entries, leaving
 /// room for blocks (the reference's 2 minutes × 1000 transactions a second).
 pub const MAX_TRX_INVENTORY_PER_PEER: usize = 120_000;
-/// Transactions fetched from peers are advertised in batches, each after one durable commit
-/// of the whole batch ([`crate::app::Delegate::make_durable`]): at once when the node last
-/// advertised at least this long (µs) ago, else when this long has passed since then. So an
-/// idle node adds no latency, and a busy one commits at most once per window. Blocks,
-/// broadcasts and our own timers advertise at once (with whatever transactions are waiting).
+/// Transactions fetched from peers are advertised in batches: at once when the node last
+/// advertised at least this long (µs) ago, else when this long has passed since then, so an
+/// idle node adds no latency and a busy one starts at most one advertisement per window. An
+/// item still waiting for the application to make it durable
+/// ([`crate::app::Delegate::poll_durable`]) is advertised when its commit completes
+/// ([`crate::node::Node::on_durable`]). Blocks, broadcasts and our own timers advertise at
+/// once (with whatever transactions are waiting), each item only once it is durable.
 pub const ADVERTISE_BATCH_US: i64 = 5_000;
 
 /// How long an advertisement is remembered (GRAPHENE_NET_MAX_INVENTORY_SIZE_IN_MINUTES).

@@ -19,9 +19,44 @@ use crate::wire::types::{ItemHash, TimePoint};
 
 impl Node {
     /// An item the node now has and should tell peers about.
+    /// It is advertised once the application has made it durable (its ticket is the
+    /// application's latest, taken when it accepted the item).
     pub(super) fn announce(&mut self, item: ItemId) {
         if self.new_inventory_set.insert(item) {
-            self.new_inventory.push(item);
+            let ticket = self.delegate.accepted_ticket();
+            self.new_inventory.push_back((item, ticket));
+        }
+    }
+
+    /// Durability moved on (the application's writer finished a commit): what waited for it
+    /// is advertised, and sync blocks and fetches held back while the application was
+    /// saturated go on.
+    pub fn on_durable(&mut self, now: TimePoint) {
+        let durable = self.delegate.poll_durable();
+        if self
+            .new_inventory
+            .front()
+            .is_some_and(|(_, t)| *t <= durable)
+        {
+            // At once when an advertisement was due and only waited for this commit; else
+            // (fetched transactions within the batch window of the last advertisement) at the
+            // window's end.
+            let due = self
+                .last_advertise
+                .saturating_add(ADVERTISE_BATCH_US)
+                .max(now.0);
+            if self.advertise_waits_for_durable || due <= now.0 {
+                self.advertise_inventory(now);
+            } else {
+                self.next_advertise = self.next_advertise.min(due);
+            }
+        }
+        if !self.delegate.saturated() {
+            if !self.sync_received.is_empty() {
+                self.process_sync_backlog(now);
+            }
+            self.fetch_sync_items(now);
+            self.fetch_items(now);
         }
     }
 
@@ -33,13 +68,27 @@ impl Node {
         if self.new_inventory.is_empty() {
             return;
         }
-        // Nothing is advertised that a crash could take back.
-        if let Err(e) = self.delegate.make_durable() {
-            warn!(error = %e, "cannot make accepted items durable; advertising them anyway");
+        // Nothing is advertised that a crash could take back: only items whose ticket is
+        // durable; the rest wait for [`Node::on_durable`].
+        let durable = self.delegate.poll_durable();
+        let ready = self
+            .new_inventory
+            .iter()
+            .take_while(|(_, t)| *t <= durable)
+            .count();
+        self.advertise_waits_for_durable = ready < self.new_inventory.len();
+        if ready == 0 {
+            return;
+        }
+        let items: Vec<ItemId> = self
+            .new_inventory
+            .drain(..ready)
+            .map(|(item, _)| item)
+            .collect();
+        for item in &items {
+            self.new_inventory_set.remove(item);
         }
         self.last_advertise = now.0;
-        let items = std::mem::take(&mut self.new_inventory);
-        self.new_inventory_set.clear();
         let ids: Vec<PeerId> = self
             .peers
             .values()
@@ -215,7 +264,9 @@ impl Node {
     /// most [`MAX_FETCH_CHECKS_PER_PASS`] times per pass.
     pub(super) fn fetch_items(&mut self, now: TimePoint) {
         self.next_fetch = i64::MAX;
-        if self.fetch.queued() == 0 {
+        // A saturated application takes nothing more until commits catch up
+        // ([`Node::on_durable`] fetches again).
+        if self.fetch.queued() == 0 || self.delegate.saturated() {
             return;
         }
         let mut checks = 0;
@@ -412,8 +463,7 @@ impl Node {
                 }
                 Some(Err(e)) => warn!(error = %e, "could not apply a block"),
             }
-            // Blocks are durable once applied: advertised at once, with any waiting
-            // transactions.
+            // Advertised with any waiting transactions as soon as they are durable.
             self.advertise_inventory(now);
         }
         self.fetch_items(now);

@@ -82,13 +82,18 @@ pub struct Node {
     commands: VecDeque<Command>,
     started_at: TimePoint,
     delegate: Box<dyn Delegate>,
-    new_inventory: Vec<ItemId>,
+    /// Items to advertise, each with the application's ticket when it accepted it, in ticket
+    /// order.
+    new_inventory: VecDeque<(ItemId, u64)>,
     new_inventory_set: HashSet<ItemId>,
     /// When waiting transactions are advertised (`i64::MAX`: none waiting).
     next_advertise: i64,
     /// When items were last advertised (`i64::MIN`: never): the batching window of fetched
     /// transactions runs from there.
     last_advertise: i64,
+    /// An advertisement was due but some of its items were not durable yet: they go out as
+    /// soon as their commit completes ([`Node::on_durable`]).
+    advertise_waits_for_durable: bool,
     fetch: fetch::FetchQueue,
     /// When a fetch pass that ran out of budget goes on (`i64::MAX`: none pending).
     next_fetch: i64,
@@ -298,10 +303,11 @@ impl Node {
             commands: VecDeque::new(),
             started_at: now,
             delegate,
-            new_inventory: Vec::new(),
+            new_inventory: VecDeque::new(),
             new_inventory_set: HashSet::new(),
             next_advertise: i64::MAX,
             last_advertise: i64::MIN,
+            advertise_waits_for_durable: false,
             fetch: fetch::FetchQueue::new(),
             next_fetch: i64::MAX,
             next_expire: i64::MAX,
@@ -389,6 +395,12 @@ impl Node {
     /// The application.
     pub fn delegate(&self) -> &dyn Delegate {
         self.delegate.as_ref()
+    }
+
+    /// Gives the application what to call when more of its work became durable: the runtime
+    /// answers it with [`Node::on_durable`].
+    pub fn set_durable_waker(&mut self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.delegate.set_durable_waker(wake);
     }
 
     /// An item from the application, by inventory hash or (for blocks) block id.

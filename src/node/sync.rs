@@ -147,7 +147,7 @@ impl Node {
         // The reference's plausibility check: blocks cannot come faster than one a second, so
         // more than that from our head to an hour from now is a lie (and an empty list with
         // more to come is not an answer at all).
-        let head = self.delegate.head();
+        let head = self.delegate.accepted_head();
         let unfetched = ids.last().map_or(0, |l| {
             i64::from(l.block_number().saturating_sub(head.number))
         }) + i64::from(remaining);
@@ -182,7 +182,7 @@ impl Node {
             self.sync_target = self
                 .sync_target
                 .max(last.block_number().saturating_add(remaining));
-            if self.sync_target > self.delegate.head().number {
+            if self.sync_target > self.delegate.accepted_head().number {
                 self.sync_running = true;
             }
         }
@@ -238,7 +238,7 @@ impl Node {
             .filter(|p| p.list == ConnectionList::Active && !p.sync.ids_to_get.is_empty())
             .map(|p| p.id)
             .collect();
-        let head = self.delegate.head().number;
+        let head = self.delegate.accepted_head().number;
         for peer in peers {
             let mut batch = Vec::new();
             {
@@ -319,9 +319,9 @@ impl Node {
         {
             self.sync_received_bytes -= old.len();
         }
-        // Apply in batches (one durable commit each): when a full batch is contiguous, or when
+        // Apply in batches (committed behind, grouped): when a full batch is contiguous, or when
         // this peer has nothing more in flight.
-        let head = self.delegate.head().number;
+        let head = self.delegate.accepted_head().number;
         let batch_end = head.saturating_add(MAX_BLOCKS_TO_HANDLE_AT_ONCE as u32);
         let batch_ready = self
             .sync_received
@@ -371,9 +371,15 @@ impl Node {
     }
 
     /// Hands received sync blocks to the application in chain order, in batches.
+    /// Stops while the application is saturated (too much accepted is not durable yet); the
+    /// blocks wait, and fetching stops with them once [`MAX_SYNC_BLOCKS_TO_PREFETCH`] are
+    /// received. [`Node::on_durable`] goes on.
     pub(super) fn process_sync_backlog(&mut self, now: TimePoint) {
         loop {
-            let head = self.delegate.head().number;
+            if self.delegate.saturated() {
+                return;
+            }
+            let head = self.delegate.accepted_head().number;
             // Blocks at or below the head are stale (we got them another way).
             while let Some((&n, _)) = self.sync_received.first_key_value() {
                 if n > head {
@@ -457,7 +463,7 @@ impl Node {
             return;
         }
         self.blocks_applied_total += n as u64;
-        let head = self.delegate.head().number;
+        let head = self.delegate.accepted_head().number;
         self.sync_target = self.sync_target.max(head);
         // Blocks per second over windows of at least one second.
         let window = now.0 - self.rate_window_start.0;
@@ -492,7 +498,7 @@ impl Node {
 
     /// Where sync stands.
     pub fn sync_progress(&self) -> SyncProgress {
-        let head = self.delegate.head().number;
+        let head = self.delegate.accepted_head().number;
         SyncProgress {
             syncing: self.sync_target > head,
             sync_target_block: self.sync_target.max(head),

@@ -1075,6 +1075,8 @@ fn a_late_node_syncs_from_two_peers_in_parallel_then_serves_a_fourth() {
                 .broadcast(msg_type::BLOCK, blk.clone(), now)
                 .accepted();
         }
+        // Durable once its commit completes.
+        net.pump();
         assert_eq!(net.nodes[i].delegate().head().number, 2000);
     }
     let late = net.add_node(c.clone(), test_node_id(3));
@@ -1562,4 +1564,155 @@ fn a_node_that_catches_up_by_sync_tells_its_in_sync_peers() {
             .is_empty(),
         "b restarted sync with its in-sync peer"
     );
+}
+
+// ----- durability off the node task ------------------------------------------------------------
+
+/// Two connected nodes whose stores take `latency` to commit, in sync with each other.
+fn pair_with_slow_disks(latency: i64) -> (SimNet, usize, usize) {
+    let mut net = SimNet::new();
+    net.commit_latency_us = latency;
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let b = net.add_node(c, test_node_id(2));
+    connect(&mut net, a, b);
+    net.advance(SECOND_US);
+    assert_eq!(net.nodes[a].connection_counts().active, 1);
+    (net, a, b)
+}
+
+fn advertised(net: &SimNet, from: usize, to: usize, hash: &crate::wire::types::ItemHash) -> usize {
+    net.sent(from, to, msg_type::ITEM_IDS_INVENTORY)
+        .iter()
+        .filter(
+            |m| matches!(m, Message::ItemIdsInventory(m) if m.item_hashes_available.contains(hash)),
+        )
+        .count()
+}
+
+#[test]
+fn nothing_is_advertised_before_its_commit_completes() {
+    let latency = 50_000;
+    let (mut net, a, b) = pair_with_slow_disks(latency);
+    let t = trx(1);
+    let block =
+        crate::app::relay_store::make_test_chain(Default::default(), 1, 1_600_000_000).remove(0);
+    let now = net.now;
+    let trx_hash = net.nodes[a].broadcast(msg_type::TRX, t, now).accepted();
+    let block_hash = net.nodes[a]
+        .broadcast(msg_type::BLOCK, block, now)
+        .accepted();
+    net.pump();
+    // Accepted and readable at once, but neither advertised nor the reported head.
+    assert!(net.nodes[a].delegate().has_item(&ItemId {
+        item_type: msg_type::BLOCK,
+        item_hash: block_hash,
+    }));
+    assert_eq!(net.nodes[a].delegate().accepted_head().number, 1);
+    assert_eq!(net.nodes[a].delegate().head().number, 0);
+    assert_eq!(net.nodes[a].info(net.now).head_block_number, 0);
+    // Timers run meanwhile (the advertisement batch is 5 ms): still nothing.
+    net.advance(latency - 1);
+    assert_eq!(advertised(&net, a, b, &trx_hash), 0);
+    assert_eq!(advertised(&net, a, b, &block_hash), 0);
+    // The commit completes: both advertised, once, and b fetches them.
+    net.advance(2);
+    assert_eq!(advertised(&net, a, b, &trx_hash), 1);
+    assert_eq!(advertised(&net, a, b, &block_hash), 1);
+    assert_eq!(net.nodes[a].delegate().head().number, 1);
+    net.advance(SECOND_US);
+    assert_eq!(net.nodes[b].delegate().accepted_head().number, 1);
+    assert!(net.nodes[b].delegate().has_item(&ItemId {
+        item_type: msg_type::TRX,
+        item_hash: trx_hash,
+    }));
+    assert_no_violations(&net);
+}
+
+#[test]
+fn a_kill_before_the_commit_loses_only_what_nobody_heard_of() {
+    let latency = 50_000;
+    let (mut net, a, b) = pair_with_slow_disks(latency);
+    let t = trx(2);
+    let now = net.now;
+    let hash = net.nodes[a]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .accepted();
+    net.advance(latency / 2);
+    net.kill(a);
+    net.advance(latency);
+    net.restart(a, test_node_id(9));
+    net.advance(SECOND_US);
+    // Lost with the process, and never advertised: nobody can ask a for it.
+    assert!(!has(&net, a, msg_type::TRX, &t));
+    assert_eq!(advertised(&net, a, b, &hash), 0);
+    assert!(!has(&net, b, msg_type::TRX, &t));
+    // What is advertised survives a kill right after.
+    connect(&mut net, a, b);
+    net.advance(SECOND_US);
+    let now = net.now;
+    net.nodes[a]
+        .broadcast(msg_type::TRX, t.clone(), now)
+        .accepted();
+    net.advance(latency + 1);
+    assert_eq!(advertised(&net, a, b, &hash), 1);
+    net.kill(a);
+    net.restart(a, test_node_id(10));
+    assert!(has(&net, a, msg_type::TRX, &t));
+}
+
+#[test]
+fn a_saturated_store_stops_sync_until_commits_catch_up() {
+    let mut net = SimNet::new();
+    let mut c = cfg();
+    c.connect_to_new_peers = false;
+    let a = net.add_node(c.clone(), test_node_id(1));
+    let blocks = crate::app::relay_store::make_test_chain(Default::default(), 2000, 1_600_000_000);
+    let now = net.now;
+    for blk in &blocks {
+        net.nodes[a]
+            .broadcast(msg_type::BLOCK, blk.clone(), now)
+            .accepted();
+    }
+    net.pump();
+    assert_eq!(net.nodes[a].delegate().head().number, 2000);
+    // The late node's commits run only when the test says so; two batches may wait.
+    let mut store = crate::app::relay_store::RelayStore::with_backend_deferred(
+        redb::backends::InMemoryBackend::new(),
+        c.chain_id,
+    )
+    .unwrap();
+    store.set_not_durable_limits(usize::MAX, 2);
+    let commits = store.commit_queue();
+    let late = net.add_node_with_delegate(
+        c,
+        test_node_id(2),
+        crate::store::peer_db::PeerDatabase::new(),
+        Box::new(store),
+    );
+    connect(&mut net, late, a);
+    net.advance(5 * SECOND_US);
+    // Three batches accepted, none durable: saturated, so no more are handed over, and the
+    // received blocks stop at the prefetch limit.
+    let accepted = net.nodes[late].delegate().accepted_head().number;
+    assert!(net.nodes[late].delegate().saturated());
+    assert!(accepted > 0 && accepted <= 3 * MAX_BLOCKS_TO_HANDLE_AT_ONCE as u32);
+    assert_eq!(net.nodes[late].delegate().head().number, 0);
+    let fetched = net.sent(a, late, msg_type::BLOCK).len();
+    assert!(fetched <= accepted as usize + MAX_SYNC_BLOCKS_TO_PREFETCH);
+    net.advance(5 * SECOND_US);
+    assert_eq!(net.nodes[late].delegate().accepted_head().number, accepted);
+    assert_eq!(net.sent(a, late, msg_type::BLOCK).len(), fetched);
+    // Commits catch up: sync goes on to the end.
+    for _ in 0..100 {
+        if net.nodes[late].delegate().head().number == 2000 {
+            break;
+        }
+        commits.run().unwrap();
+        net.with_node(late, |n, now| n.on_durable(now));
+        net.advance(SECOND_US / 10);
+    }
+    assert_eq!(net.nodes[late].delegate().head().number, 2000);
+    assert_no_violations(&net);
 }

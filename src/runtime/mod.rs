@@ -358,6 +358,10 @@ async fn start_listening(
         "grapevine started"
     );
 
+    // The application's writer says when more is durable; the node task then advertises it.
+    let durable = Arc::new(Notify::new());
+    let wake = durable.clone();
+    node.set_durable_waker(Box::new(move || wake.notify_one()));
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let connection_events = FairEvents::new();
     let (control_tx, control_rx) = mpsc::channel(64);
@@ -379,6 +383,7 @@ async fn start_listening(
             db_path,
             bans_path,
             stop_accepting,
+            durable,
         }
         .run(events_rx, connection_events, control_rx),
     );
@@ -457,6 +462,8 @@ struct NodeTask {
     db_path: PathBuf,
     bans_path: PathBuf,
     stop_accepting: Arc<Notify>,
+    /// Notified by the application's writer when more work is durable.
+    durable: Arc<Notify>,
 }
 
 impl NodeTask {
@@ -496,6 +503,10 @@ impl NodeTask {
                         tokio::task::yield_now().await;
                         slice_start = std::time::Instant::now();
                     }
+                }
+                () = self.durable.notified() => {
+                    let now = self.clock.now();
+                    self.node.on_durable(now);
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     let now = self.clock.now();

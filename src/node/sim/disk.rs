@@ -126,10 +126,12 @@ mod tests {
         let blocks = make_test_chain(Ripemd160::default(), 5, 1_600_000_000);
         let mut first = RelayStore::with_backend(disk.attach(), chain).unwrap();
         first.handle_blocks(&blocks[..3], false);
+        first.make_durable().unwrap();
         assert_eq!(first.head().number, 3);
         disk.crash();
         // The dead process "keeps running" in memory: nothing it does reaches the disk.
         first.handle_blocks(&blocks[3..], false);
+        first.make_durable().unwrap();
         let second = RelayStore::with_backend(disk.attach(), chain).unwrap();
         drop(first);
         assert_eq!(second.head().number, 3);

@@ -33,9 +33,11 @@ mod rng;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::app::commits::CommitQueue;
 use crate::app::relay_store::RelayStore;
 use crate::crypto::NodeKey;
 use crate::peer::PeerId;
@@ -59,6 +61,9 @@ pub const SIM_START_US: i64 = 1_700_000_000_000_000;
 /// A node whose deadline does not move past the time it was run at is run again this much
 /// later, rather than at the same instant forever.
 const STUCK_DEADLINE_RETRY_US: i64 = 1_000;
+/// How long a simulated store's durable commit takes: the window in which a kill loses what a
+/// node accepted but has not advertised.
+pub const SIM_COMMIT_US: i64 = 1_000;
 
 /// One message put on a simulated link.
 #[derive(Clone, Debug)]
@@ -91,6 +96,10 @@ struct SimNode {
     alive: bool,
     incarnation: u32,
     hostility: Option<Hostility>,
+    /// The running incarnation's store commits (none for a node with another application).
+    commits: Option<Arc<CommitQueue>>,
+    /// A [`Event::Durable`] is due for this node.
+    commit_due: bool,
 }
 
 /// Something due at a point of virtual time.
@@ -108,10 +117,15 @@ enum Event {
     Arrive(ConnId, usize, Payload, usize),
     /// One end sees the connection closed.
     Gone(ConnId, usize),
+    /// A node's store finishes the commit of what it had accepted (incarnation).
+    Durable(usize, u32),
 }
 
 /// A simulated network.
 pub struct SimNet<O: Observer = ()> {
+    /// How long a store's durable commit takes ([`SIM_COMMIT_US`] unless set; 0 for
+    /// [`SimNet::new`]).
+    pub commit_latency_us: i64,
     /// The node cores, by index. A killed node's core stays here, idle, until its restart
     /// replaces it.
     pub nodes: Vec<Node>,
@@ -173,9 +187,12 @@ pub fn test_node_id(n: u8) -> NodeId {
 }
 
 impl SimNet<()> {
-    /// An empty network with instant links, seed 0.
+    /// An empty network with instant links and instant disks (commits complete at the
+    /// instant they are queued, after what else is due then), seed 0.
     pub fn new() -> Self {
-        Self::with_observer(0, LinkModel::instant(), ())
+        let mut net = Self::with_observer(0, LinkModel::instant(), ());
+        net.commit_latency_us = 0;
+        net
     }
 
     /// An empty network whose randomness comes from `seed`.
@@ -221,6 +238,7 @@ impl<O: Observer> SimNet<O> {
             hasher: Sha256::new(),
             delivered: 0,
             delivered_by_type: BTreeMap::new(),
+            commit_latency_us: SIM_COMMIT_US,
         }
     }
 
@@ -263,7 +281,7 @@ impl<O: Observer> SimNet<O> {
             }
         };
         let disk = SimDisk::new();
-        let node = self.start_node(i, &config, key, &disk, node_id, db);
+        let (node, commits) = self.start_node(i, &config, key, &disk, node_id, db);
         self.listening.insert(listen_endpoint(i), i);
         self.nodes.push(node);
         self.meta.push(SimNode {
@@ -273,6 +291,8 @@ impl<O: Observer> SimNet<O> {
             alive: true,
             incarnation: 0,
             hostility: None,
+            commits: Some(commits),
+            commit_due: false,
         });
         self.deadline_of.push(i64::MAX);
         self.touch(i);
@@ -295,6 +315,7 @@ impl<O: Observer> SimNet<O> {
         let mut node = Node::new(config, key, node_id, db, delegate, self.now);
         node.set_listen_endpoint(listen_endpoint(i));
         self.nodes[i] = node;
+        self.meta[i].commits = None;
         self.touch(i);
         i
     }
@@ -323,13 +344,36 @@ impl<O: Observer> SimNet<O> {
         disk: &SimDisk,
         node_id: NodeId,
         db: PeerDatabase,
-    ) -> Node {
-        let store = RelayStore::with_backend(disk.attach(), config.chain_id)
+    ) -> (Node, Arc<CommitQueue>) {
+        // Commits run as timed events (`commit_latency_us` after the store accepted the work),
+        // so a kill can fall between acceptance and durability.
+        let store = RelayStore::with_backend_deferred(disk.attach(), config.chain_id)
             .unwrap_or_else(|e| panic!("a simulated node's store opens: {e}"));
+        let commits = store.commit_queue();
         let key = NodeKey::from_bytes(&key).unwrap_or_else(|e| panic!("a checked key: {e}"));
         let mut node = Node::new(config.clone(), key, node_id, db, Box::new(store), self.now);
         node.set_listen_endpoint(listen_endpoint(i));
-        node
+        (node, commits)
+    }
+
+    /// Node `i`'s store finished a commit: what it accepted is on the disk, and the node hears.
+    fn on_durable(&mut self, i: usize, incarnation: u32) {
+        let Some(m) = self.meta.get_mut(i) else {
+            return;
+        };
+        if !m.alive || m.incarnation != incarnation {
+            return;
+        }
+        m.commit_due = false;
+        if let Some(c) = &m.commits
+            && let Err(e) = c.run()
+        {
+            panic!("simulated node {i} cannot commit: {e}");
+        }
+        // Even a frozen node hears: its hang is in the network and timers, not its disk.
+        let now = self.now;
+        self.nodes[i].on_durable(now);
+        self.touch(i);
     }
 
     /// Kills node `i`'s process: its connections reset, the writes it would still make are lost,
@@ -353,7 +397,10 @@ impl<O: Observer> SimNet<O> {
         let records = self.saved.get(&i).cloned().unwrap_or_default();
         let db = PeerDatabase::from_records(records);
         let m = &self.meta[i];
-        self.nodes[i] = self.start_node(i, &m.config, m.key, &m.disk, node_id, db);
+        let (node, commits) = self.start_node(i, &m.config, m.key, &m.disk, node_id, db);
+        self.nodes[i] = node;
+        self.meta[i].commits = Some(commits);
+        self.meta[i].commit_due = false;
         let bans = self.saved_bans.get(&i).cloned().unwrap_or_default();
         let now = self.now;
         self.nodes[i].restore_bans(bans, now);
@@ -427,6 +474,13 @@ impl<O: Observer> SimNet<O> {
                 continue;
             }
             break;
+        }
+        // Work the store accepted is committed a moment later.
+        let m = &mut self.meta[i];
+        if m.alive && !m.commit_due && m.commits.as_ref().is_some_and(|c| c.has_pending()) {
+            m.commit_due = true;
+            let (at, incarnation) = (self.now.0 + self.commit_latency_us, m.incarnation);
+            self.schedule(at, Event::Durable(i, incarnation));
         }
         let d = if self.runnable(i) {
             self.nodes[i].next_deadline().0
@@ -503,6 +557,7 @@ impl<O: Observer> SimNet<O> {
             Event::Sent(c, side, bytes) => self.on_sent(c, side, bytes),
             Event::Arrive(c, side, payload, size) => self.on_arrive(c, side, payload, size),
             Event::Gone(c, side) => self.on_gone(c, side),
+            Event::Durable(i, incarnation) => self.on_durable(i, incarnation),
         }
     }
 
