@@ -31,6 +31,9 @@ pub struct Options {
     /// Bytes a second per link direction (0: unlimited).
     #[arg(long, default_value_t = 1_000_000)]
     pub bandwidth: u64,
+    /// How long a node's durable commit (fsync) takes, ms: nothing is advertised before it.
+    #[arg(long, default_value_t = crate::node::sim::SIM_COMMIT_US as f64 / 1000.0)]
+    pub commit_ms: f64,
     /// Connections each node keeps.
     #[arg(long, default_value_t = 8)]
     pub desired_connections: usize,
@@ -56,6 +59,7 @@ impl Options {
             items: 10,
             latency_ms: 50.0,
             bandwidth: 1_000_000,
+            commit_ms: crate::node::sim::SIM_COMMIT_US as f64 / 1000.0,
             desired_connections: 8,
             max_connections: 20,
             settle_seconds: 60,
@@ -132,6 +136,7 @@ pub fn run(opts: &Options) -> BenchResult<Report> {
     config.partition = false;
     config.items = opts.items;
     config.desired_connections = opts.desired_connections;
+    config.commit_latency_us = (opts.commit_ms * 1000.0) as i64;
     config.max_connections = opts.max_connections;
     config.links = LinkModel {
         latency_min_us: latency_us,
@@ -248,6 +253,8 @@ pub fn run(opts: &Options) -> BenchResult<Report> {
     report.detail("diameter_hops", diam as u64);
     report.detail("largest_component", component as u64);
     report.detail("link_latency_ms", opts.latency_ms);
+    report.detail("link_bandwidth_bytes_per_s", opts.bandwidth);
+    report.detail("commit_ms", opts.commit_ms);
     report.detail("p99_bound_ms", 3.0 * bound_ms);
     report.detail(
         "peers_min",

@@ -89,6 +89,8 @@ pub struct ChaosConfig {
     pub items_end_us: i64,
     /// How long after its broadcast an item must have reached its component.
     pub window_us: i64,
+    /// How long each store's durable commit takes (µs of virtual time).
+    pub commit_latency_us: i64,
     pub end_us: i64,
     /// Keep every message sent in [`SimNet::trace`] (memory grows with the run).
     pub record_trace: bool,
@@ -134,6 +136,7 @@ impl ChaosConfig {
             partition_max_us: 60 * SECOND_US,
             items_end_us: 300 * SECOND_US,
             window_us: 30 * SECOND_US,
+            commit_latency_us: crate::node::sim::SIM_COMMIT_US,
             end_us: 360 * SECOND_US,
             record_trace: false,
             decode_on_arrival: true,
@@ -238,6 +241,7 @@ pub fn run_keeping_network(
         ChaosObserver::new(hostile.clone()),
     );
     net.record_trace = config.record_trace;
+    net.commit_latency_us = config.commit_latency_us;
     net.decode_on_arrival = config.decode_on_arrival;
     let node_config = NodeConfig {
         chain_id: crate::wire::types::Sha256([0x5c; 32]),
