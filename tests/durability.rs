@@ -161,8 +161,16 @@ async fn peers_are_served_while_a_commit_is_stuck_and_nothing_is_advertised_befo
     }
     assert_eq!(gate.waiting.load(Ordering::SeqCst), 1, "still stuck");
     // The node has the block (reads see what it accepted) but reports the durable head.
+    let block_len = block.len();
     assert_eq!(node.get_item(hash).await.map(|(_, d)| d), Some(block));
-    assert_eq!(node.info().await.unwrap().head_block_number, 0);
+    let info = node.info().await.unwrap();
+    assert_eq!(info.head_block_number, 0);
+    // The memory accounting shows the block held until it is durable.
+    assert!(
+        info.memory.not_durable_bytes >= block_len,
+        "{:?}",
+        info.memory
+    );
 
     // The sync completes: the block is advertised, and is the head.
     gate.set(false);
@@ -174,6 +182,8 @@ async fn peers_are_served_while_a_commit_is_stuck_and_nothing_is_advertised_befo
         unreachable!()
     };
     assert_eq!(m.item_hashes_available, vec![hash]);
-    assert_eq!(node.info().await.unwrap().head_block_number, 1);
+    let info = node.info().await.unwrap();
+    assert_eq!(info.head_block_number, 1);
+    assert_eq!(info.memory.not_durable_bytes, 0);
     node.shutdown().await;
 }

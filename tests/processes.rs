@@ -112,6 +112,7 @@ fn sigint_exits_zero_with_the_peer_database_flushed() {
     let info = get(rpc_b, "/info").unwrap();
     assert_eq!(info["memory"]["connections"]["active"], 1);
     assert!(info["memory"]["peer_db_records"].as_u64() >= Some(1));
+    assert!(info["memory"]["not_durable_bytes"].is_u64());
     assert!(info["memory"]["items_to_fetch"].is_u64());
     let metrics = http_get_text(rpc_b, "/metrics");
     assert!(

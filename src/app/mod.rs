@@ -146,6 +146,12 @@ pub trait Delegate: Send {
         false
     }
 
+    /// Bytes of accepted items the application holds in memory until they are durable (for
+    /// the node's memory accounting).
+    fn not_durable_bytes(&self) -> usize {
+        0
+    }
+
     /// `wake` is to be called (from any thread) whenever more work became durable.
     fn set_durable_waker(&mut self, _wake: Box<dyn Fn() + Send + Sync>) {}
 }

@@ -667,6 +667,10 @@ impl Delegate for RelayStore {
         self.overlay.bytes > bytes || self.ticket.saturating_sub(self.commits.durable()) > batches
     }
 
+    fn not_durable_bytes(&self) -> usize {
+        self.overlay.bytes
+    }
+
     fn set_durable_waker(&mut self, wake: Box<dyn Fn() + Send + Sync>) {
         self.commits.set_waker(wake);
     }

@@ -212,6 +212,10 @@ pub struct MemoryAccounting {
     pub sync_blocks_buffered: usize,
     /// …and their bytes ([`MAX_SYNC_BYTES_BUFFERED`]).
     pub sync_bytes_buffered: usize,
+    /// Bytes of accepted items the application keeps in memory until its writer has made
+    /// them durable (the relay store's overlay; past
+    /// [`crate::app::relay_store::MAX_NOT_DURABLE_BYTES`] sync and fetching pause).
+    pub not_durable_bytes: usize,
     /// Peer database records ([`crate::store::peer_db::MAX_PEER_RECORDS`]).
     pub peer_db_records: usize,
     /// Connections the node keeps state for, firewall probes included.
@@ -1408,6 +1412,7 @@ impl Node {
             sync_requests_in_flight: self.active_sync_requests.len(),
             sync_blocks_buffered: self.sync_received.len(),
             sync_bytes_buffered: self.sync_received_bytes,
+            not_durable_bytes: self.delegate.not_durable_bytes(),
             peer_db_records: self.db.len(),
             peer_states: self.peers.len(),
             connections: self.connection_counts(),
