@@ -9,6 +9,8 @@
 //! application refuses: [`MARK_INVALID`] (the peer is blamed) or [`MARK_LOCAL_FAILURE`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::app::{BlockOutcome, ChainHead, Delegate, DelegateError, synopsis_numbers};
 use crate::wire::message::{ItemId, block_id_of, block_previous_of, message_hash, msg_type};
@@ -27,6 +29,8 @@ pub const MARK_LOCAL_FAILURE: u8 = 0xEF;
 pub const MAX_TRXS: usize = 512;
 /// Blocks held for a missing parent.
 pub const MAX_HELD: usize = 16;
+/// In deferred mode, accepted batches not yet durable beyond which the chain is saturated.
+pub const MAX_NOT_DURABLE: u64 = 1;
 /// Seconds since the epoch of block 0: far enough behind the fuzz clock that sync offers of
 /// a few thousand blocks are plausible and of billions are not.
 pub const GENESIS_SECS: u32 = 1_699_990_000;
@@ -68,6 +72,16 @@ pub struct FuzzChain {
     by_inventory: HashMap<ItemHash, BlockId>,
     held: Vec<Vec<u8>>,
     trxs: HashMap<ItemHash, Vec<u8>>,
+    /// Deferred durability (see [`FuzzChain::deferred`]): the last accepted batch's ticket, the
+    /// last durable one, and the harness's signal that a commit finished.
+    deferred: Option<Deferred>,
+}
+
+#[derive(Debug)]
+struct Deferred {
+    accepted: u64,
+    durable: u64,
+    commit: Arc<AtomicBool>,
 }
 
 impl FuzzChain {
@@ -78,6 +92,25 @@ impl FuzzChain {
             chain.append(block(n, 0, 0));
         }
         chain
+    }
+
+    /// The same chain, but accepted work becomes durable only when `commit` has been set (the
+    /// harness's stand-in for the relay store's writer finishing a commit): every batch then
+    /// carries a ticket, and more than [`MAX_NOT_DURABLE`] batches waiting saturate it.
+    pub fn deferred(mut self, commit: Arc<AtomicBool>) -> Self {
+        self.deferred = Some(Deferred {
+            accepted: 0,
+            durable: 0,
+            commit,
+        });
+        self
+    }
+
+    /// A batch was accepted: it takes the next ticket.
+    fn accepted(&mut self) {
+        if let Some(d) = self.deferred.as_mut() {
+            d.accepted += 1;
+        }
     }
 
     fn head_id(&self) -> BlockId {
@@ -176,7 +209,14 @@ impl Delegate for FuzzChain {
         blocks: &[Vec<u8>],
         _sync_mode: bool,
     ) -> Vec<Result<BlockOutcome, DelegateError>> {
-        blocks.iter().map(|b| self.apply(b)).collect()
+        let out: Vec<_> = blocks.iter().map(|b| self.apply(b)).collect();
+        if out
+            .iter()
+            .any(|r| matches!(r, Ok(BlockOutcome::Accepted { .. })))
+        {
+            self.accepted();
+        }
+        out
     }
 
     fn handle_transaction(&mut self, data: &[u8], _now: TimePoint) -> Result<(), DelegateError> {
@@ -186,6 +226,7 @@ impl Delegate for FuzzChain {
             Some(_) if self.trxs.len() >= MAX_TRXS => Err(DelegateError::Local("full".into())),
             Some(_) => {
                 self.trxs.insert(message_hash(data), data.to_vec());
+                self.accepted();
                 Ok(())
             }
         }
@@ -220,6 +261,28 @@ impl Delegate for FuzzChain {
                     .map(|(id, _)| *id)
             })
             .collect()
+    }
+
+    fn accepted_ticket(&self) -> u64 {
+        self.deferred.as_ref().map_or(0, |d| d.accepted)
+    }
+
+    fn poll_durable(&mut self) -> u64 {
+        match self.deferred.as_mut() {
+            None => 0,
+            Some(d) => {
+                if d.commit.swap(false, Ordering::Relaxed) {
+                    d.durable = d.accepted;
+                }
+                d.durable
+            }
+        }
+    }
+
+    fn saturated(&self) -> bool {
+        self.deferred
+            .as_ref()
+            .is_some_and(|d| d.accepted - d.durable > MAX_NOT_DURABLE)
     }
 
     fn prune(&mut self, _now: TimePoint) {

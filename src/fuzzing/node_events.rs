@@ -14,7 +14,8 @@
 //! signatures are built once per process ([`fixtures`]).
 
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::chain::{
     CHAIN_ID, CHAIN_LEN, FuzzChain, MARK_INVALID, MARK_LOCAL_FAILURE, block, block_id,
@@ -186,7 +187,9 @@ pub struct Header {
     pub config: u8,
     /// The node's chain holds blocks 1..=(this mod [`CHAIN_LEN`]) of fork 0.
     pub head: u8,
-    /// Bit 0: `Close` commands wait for a [`op::CLOSED`] step; bit 1: no listening endpoint.
+    /// Bit 0: `Close` commands wait for a [`op::CLOSED`] step; bit 1: no listening endpoint;
+    /// bit 2: the application's durability is deferred (see [`FuzzChain::deferred`]): what it
+    /// accepted becomes durable when a [`op::TIME`] or [`op::TIMEOUT`] step moves the clock.
     pub runtime: u8,
 }
 
@@ -267,6 +270,8 @@ struct Harness {
     now: TimePoint,
     fakes: Vec<Fake>,
     defer_close: bool,
+    /// Set when the application's durability is deferred and time moved (see [`Header`]).
+    commit: Option<Arc<AtomicBool>>,
     depth: Depth,
     start_head: u32,
 }
@@ -283,12 +288,20 @@ pub fn node_events(data: &[u8]) -> Depth {
     };
     let head = u32::from(header.head) % CHAIN_LEN;
     let now = TimePoint(START_US);
+    let commit = Arc::new(AtomicBool::new(false));
     let mut node = Node::new(
         header.config(),
         fx.our_key.clone(),
         our_node_id(),
         PeerDatabase::new(),
-        Box::new(FuzzChain::new(head)),
+        {
+            let chain = FuzzChain::new(head);
+            Box::new(if header.runtime & 4 == 4 {
+                chain.deferred(commit.clone())
+            } else {
+                chain
+            })
+        },
         now,
     );
     if header.runtime & 2 == 0 {
@@ -299,6 +312,7 @@ pub fn node_events(data: &[u8]) -> Depth {
         now,
         fakes: Vec::new(),
         defer_close: header.runtime & 1 == 1,
+        commit: (header.runtime & 4 == 4).then_some(commit),
         depth: Depth::default(),
         start_head: head,
     };
@@ -315,6 +329,17 @@ pub fn node_events(data: &[u8]) -> Depth {
 }
 
 impl Harness {
+    /// With deferred durability, a clock that moved past `before` lets the application's
+    /// writer finish: everything accepted so far is durable and the node hears of it.
+    fn commit_if_time_moved(&mut self, before: TimePoint) {
+        if let Some(commit) = &self.commit
+            && self.now > before
+        {
+            commit.store(true, Ordering::Relaxed);
+            self.node.on_durable(self.now);
+        }
+    }
+
     /// The peer a byte names: one of the tracked connections, or (0xFF) one that never
     /// existed.
     fn peer(&self, p: u8) -> PeerId {
@@ -567,12 +592,14 @@ impl Harness {
                 let t = input.byte();
                 let unit = [1_000, 250_000, SECOND_US, 30 * SECOND_US][usize::from(t >> 6)];
                 self.now = TimePoint(now.0 + i64::from(t & 63) * unit);
+                self.commit_if_time_moved(now);
                 if self.node.next_deadline() <= self.now {
                     self.node.handle_timeout(self.now);
                 }
             }
             op::TIMEOUT => {
                 self.now = self.now.max(self.node.next_deadline());
+                self.commit_if_time_moved(now);
                 self.node.handle_timeout(self.now);
             }
             op::OPERATOR => {
@@ -985,5 +1012,39 @@ impl Script {
     /// The bytes.
     pub fn into_bytes(self) -> Vec<u8> {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sync from one inbound peer that answers `rounds` times, with time moving between
+    /// rounds or not.
+    fn sync(runtime: u8, rounds: usize, time_moves: bool) -> Depth {
+        let mut script = Script::new(Header {
+            config: 3,
+            head: 0,
+            runtime,
+        })
+        .inbound_handshake(9, 0, 0);
+        for _ in 0..rounds {
+            script = script.answer(0, 1);
+            if time_moves {
+                script = script.step(op::TIME, &[1]);
+            }
+        }
+        node_events(&script.into_bytes())
+    }
+
+    #[test]
+    fn deferred_durability_holds_sync_back_until_time_moves() {
+        // Durable at once: the whole chain in 18 rounds.
+        assert_eq!(sync(0, 18, false).blocks_applied, CHAIN_LEN);
+        // Deferred and no commit ever finishes: the application saturates and sync stops.
+        let stuck = sync(4, 18, false).blocks_applied;
+        assert!(stuck < CHAIN_LEN, "{stuck}");
+        // Deferred, with commits finishing as time moves: the whole chain again.
+        assert_eq!(sync(4, 18, true).blocks_applied, CHAIN_LEN);
     }
 }

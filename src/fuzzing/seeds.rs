@@ -338,6 +338,37 @@ fn node_event_seeds() -> Vec<Seed> {
                 .step(op::SIMPLE, &[0, 9, 0]),
         ),
         seed("address-flood", 6, flood),
+        // Deferred durability: we sync from an inbound peer while the application makes what it
+        // accepted durable only when time moves; past a few batches it is saturated and sync
+        // waits for the next commit.
+        seed(
+            "deferred-durability-sync",
+            1,
+            Script::new(header(3, 0, 4))
+                .inbound_handshake(9, 0, 0)
+                .answer(0, 6)
+                .step(op::TIME, &[1])
+                .answer(0, 6)
+                .step(op::TIME, &[1])
+                .answer(0, 6)
+                .step(op::TIMEOUT, &[]),
+        ),
+        // Deferred durability with gossip: fetched items wait for their commit before they
+        // are relayed to the other peer.
+        seed(
+            "deferred-durability-gossip",
+            2,
+            Script::new(header(3, 39, 4))
+                .inbound_handshake(9, 0, 1)
+                .inbound_handshake(17, 1, 2)
+                .step(op::ITEM_INVENTORY, &[0, 2, 4, 0])
+                .step(op::ANSWER, &[0, 2])
+                .step(op::TRX, &[0, 7])
+                .step(op::TIME, &[0x01])
+                .step(op::ITEM_INVENTORY, &[1, 2, 4, 2])
+                .step(op::ANSWER, &[1, 2])
+                .step(op::TIME, &[0x42]),
+        ),
         // Timers: keepalive, inactivity, closing timeout and handshake timeout.
         seed(
             "timeouts",
