@@ -16,9 +16,7 @@ use grapevine::runtime::connection::{self, MAX_EVENT_BYTES, MAX_MESSAGES_PER_EVE
 use grapevine::runtime::fair::{FairEvents, Link};
 use grapevine::wire::Message;
 use grapevine::wire::frame::padded_frame_len;
-use grapevine::wire::message::{
-    BlockchainItemIdsInventoryMessage, CurrentTimeRequestMessage, msg_type,
-};
+use grapevine::wire::message::CurrentTimeRequestMessage;
 use grapevine::wire::types::TimePoint;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -267,16 +265,7 @@ async fn node_and_peer(name: &str) -> (grapevine::runtime::NodeHandle, RawPeer) 
     let node = start(c).await;
     let mut raw = RawPeer::connect(addr(&node)).await;
     raw.activate(CHAIN).await;
-    let asked = raw.recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, T).await;
-    assert!(asked.is_some(), "the node asks for block ids");
-    raw.send(Message::BlockchainItemIdsInventory(
-        BlockchainItemIdsInventoryMessage {
-            total_remaining_item_count: 0,
-            item_type: msg_type::BLOCK,
-            item_hashes_available: vec![],
-        },
-    ))
-    .await;
+    raw.answer_sync().await;
     // The node's own first time request, answered by nobody: it only measures.
     (node, raw)
 }

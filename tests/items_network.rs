@@ -8,8 +8,8 @@ use grapevine::app::relay_store::make_test_chain;
 use grapevine::runtime::NodeHandle;
 use grapevine::wire::Message;
 use grapevine::wire::message::{
-    AddressMessage, AddressRequestMessage, BlockchainItemIdsInventoryMessage,
-    ConnectionAcceptedMessage, ItemIdsInventoryMessage, message_hash, msg_type,
+    AddressMessage, AddressRequestMessage, ConnectionAcceptedMessage, ItemIdsInventoryMessage,
+    message_hash, msg_type,
 };
 use grapevine::wire::types::{ItemHash, Ripemd160};
 use support::*;
@@ -202,17 +202,7 @@ async fn an_advertiser_that_never_answers_is_timed_out() {
     assert!(wait_for(&a, T, |p| active(p) == 1).await);
     // It answers the sync request (it has no blocks): a peer is asked for items only when it
     // has nothing else in flight, as in the reference.
-    raw.recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, T)
-        .await
-        .unwrap();
-    raw.send(Message::BlockchainItemIdsInventory(
-        BlockchainItemIdsInventoryMessage {
-            total_remaining_item_count: 0,
-            item_type: msg_type::BLOCK,
-            item_hashes_available: vec![],
-        },
-    ))
-    .await;
+    raw.answer_sync().await;
     let t = trx(99);
     let id = message_hash(&t);
     raw.send(Message::ItemIdsInventory(ItemIdsInventoryMessage {

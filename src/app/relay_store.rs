@@ -190,10 +190,7 @@ impl RelayStore {
 
     /// A store in memory (tests, simulations), with a writer thread.
     pub fn in_memory(chain_id: Sha256) -> Result<Self, DelegateError> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(local)?;
-        Self::with_database(db, chain_id, Mode::Thread)
+        Self::with_backend(redb::backends::InMemoryBackend::new(), chain_id)
     }
 
     /// A store on any redb storage backend, with a writer thread.
@@ -201,10 +198,7 @@ impl RelayStore {
         backend: impl redb::StorageBackend,
         chain_id: Sha256,
     ) -> Result<Self, DelegateError> {
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(local)?;
-        Self::with_database(db, chain_id, Mode::Thread)
+        Self::on_backend(backend, chain_id, Mode::Thread)
     }
 
     /// A store on any redb storage backend whose commits run only when the caller runs its
@@ -213,10 +207,18 @@ impl RelayStore {
         backend: impl redb::StorageBackend,
         chain_id: Sha256,
     ) -> Result<Self, DelegateError> {
+        Self::on_backend(backend, chain_id, Mode::Deferred)
+    }
+
+    fn on_backend(
+        backend: impl redb::StorageBackend,
+        chain_id: Sha256,
+        mode: Mode,
+    ) -> Result<Self, DelegateError> {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(local)?;
-        Self::with_database(db, chain_id, Mode::Deferred)
+        Self::with_database(db, chain_id, mode)
     }
 
     fn with_database(db: Database, chain_id: Sha256, mode: Mode) -> Result<Self, DelegateError> {

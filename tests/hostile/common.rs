@@ -127,20 +127,3 @@ pub async fn assert_served(witness: &mut Witness) {
         "the witness waited {rtt:?} for its time reply"
     );
 }
-
-/// Answers the node's sync request (sent at activation) with "no blocks", so a raw peer that
-/// lives longer than `REQUEST_TIMEOUT` is not dropped for ignoring it; it is then in sync and
-/// idle.
-pub async fn answer_sync(peer: &mut RawPeer) {
-    use grapevine::wire::message::msg_type;
-    let asked = peer.recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, T).await;
-    assert!(asked.is_some(), "the node asks for block ids");
-    peer.send(Message::BlockchainItemIdsInventory(
-        BlockchainItemIdsInventoryMessage {
-            total_remaining_item_count: 0,
-            item_type: msg_type::BLOCK,
-            item_hashes_available: vec![],
-        },
-    ))
-    .await;
-}

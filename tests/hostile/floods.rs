@@ -220,7 +220,7 @@ async fn a_flood_of_small_messages_leaves_the_witness_served() {
     let mut w = witness(&node).await;
     let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     hostile.activate(CHAIN).await;
-    answer_sync(&mut hostile).await;
+    hostile.answer_sync().await;
     let flood = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let started = Instant::now();
@@ -272,7 +272,7 @@ async fn unrequested_block_id_inventories_are_ignored() {
     let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     hostile.activate(CHAIN).await;
     // Its one sync request answered, anything more is unrequested.
-    answer_sync(&mut hostile).await;
+    hostile.answer_sync().await;
     let flood = tokio::spawn(async move {
         let mut batches: Vec<Vec<ItemHash>> = hashes(0xb10c, 200 * IDS_PER_MESSAGE)
             .chunks(IDS_PER_MESSAGE)
@@ -317,7 +317,7 @@ async fn advertised_ids_are_all_fetched_while_the_witness_is_served() {
     let mut w = witness(&node).await;
     let mut server = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     server.activate(CHAIN).await;
-    answer_sync(&mut server).await;
+    server.answer_sync().await;
     let items: HashMap<ItemHash, Vec<u8>> =
         (0..COUNT).map(trx).map(|t| (message_hash(&t), t)).collect();
     let ids: Vec<ItemHash> = items.keys().copied().collect();
@@ -437,7 +437,7 @@ async fn unrequested_items_disconnect_the_sender() {
     ] {
         let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
         hostile.activate(CHAIN).await;
-        answer_sync(&mut hostile).await;
+        hostile.answer_sync().await;
         hostile.send(item).await;
         let closing = hostile.recv_type(msg_type::CLOSING_CONNECTION, T).await;
         let Some(Message::ClosingConnection(c)) = closing else {
@@ -469,7 +469,7 @@ async fn item_not_available_for_unrequested_items_is_ignored() {
     let mut w = witness(&node).await;
     let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     hostile.activate(CHAIN).await;
-    answer_sync(&mut hostile).await;
+    hostile.answer_sync().await;
     for h in hashes(0xa7, 1000) {
         hostile
             .send(Message::ItemNotAvailable(ItemNotAvailableMessage {

@@ -223,7 +223,7 @@ async fn an_active_trickle_is_dropped_within_the_inactivity_window() {
     let w = served_witness(&node).await;
     let mut hostile = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     hostile.activate(CHAIN).await;
-    answer_sync(&mut hostile).await;
+    hostile.answer_sync().await;
     assert!(wait_for(&node, T, |p| active(p) == 2).await);
     let mut bytes = BytesMut::new();
     hostile
@@ -268,7 +268,7 @@ async fn an_honest_slow_block_is_kept_until_complete() {
     let w = served_witness(&node).await;
     let mut slow = RawPeer::connect_from(addr(&node), HOSTILE_IP).await;
     slow.activate(CHAIN).await;
-    answer_sync(&mut slow).await;
+    slow.answer_sync().await;
     let block = big_block(1536 * 1024);
     slow.send(Message::ItemIdsInventory(ItemIdsInventoryMessage {
         item_type: msg_type::BLOCK,

@@ -234,6 +234,25 @@ impl RawPeer {
         .await;
     }
 
+    /// Answers the node's sync request (sent at activation) with "no blocks", so a raw peer
+    /// that lives longer than the request timeout is not dropped for ignoring it; it is then in
+    /// sync and idle.
+    pub async fn answer_sync(&mut self) {
+        use grapevine::wire::message::{BlockchainItemIdsInventoryMessage, msg_type};
+        let asked = self
+            .recv_type(msg_type::FETCH_BLOCKCHAIN_ITEM_IDS, Duration::from_secs(10))
+            .await;
+        assert!(asked.is_some(), "the node asks for block ids");
+        self.send(Message::BlockchainItemIdsInventory(
+            BlockchainItemIdsInventoryMessage {
+                total_remaining_item_count: 0,
+                item_type: msg_type::BLOCK,
+                item_hashes_available: vec![],
+            },
+        ))
+        .await;
+    }
+
     /// Sends a current_time_request and waits for its reply, skipping anything else; the
     /// round trip, or None if no reply came within `limit`.
     pub async fn time_round_trip(&mut self, limit: Duration) -> Option<Duration> {
