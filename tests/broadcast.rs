@@ -14,8 +14,7 @@ use grapevine::node::BroadcastOutcome;
 use grapevine::runtime::NodeHandle;
 use grapevine::wire::Message;
 use grapevine::wire::message::{
-    BlockchainItemIdsInventoryMessage, FetchBlockchainItemIdsMessage, block_id_of, message_hash,
-    msg_type,
+    BlockchainItemIdsInventoryMessage, block_id_of, message_hash, msg_type,
 };
 use grapevine::wire::types::{ItemHash, Ripemd160};
 use serde_json::{Value, json};
@@ -72,18 +71,7 @@ async fn served(api: SocketAddr, hash: ItemHash) -> bool {
 async fn listener(node: &NodeHandle) -> RawPeer {
     let mut raw = RawPeer::connect(addr(node)).await;
     raw.activate(CHAIN).await;
-    raw.send(Message::FetchBlockchainItemIds(
-        FetchBlockchainItemIdsMessage {
-            item_type: msg_type::BLOCK,
-            blockchain_synopsis: vec![],
-        },
-    ))
-    .await;
-    let answered = raw.recv_type(msg_type::BLOCKCHAIN_ITEM_IDS_INVENTORY, T);
-    assert!(
-        answered.await.is_some(),
-        "the node answers the sync request"
-    );
+    raw.catch_up().await;
     raw
 }
 

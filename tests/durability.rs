@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use grapevine::app::relay_store::{RelayStore, make_test_chain};
 use grapevine::wire::Message;
-use grapevine::wire::message::{
-    CurrentTimeRequestMessage, FetchBlockchainItemIdsMessage, message_hash, msg_type,
-};
+use grapevine::wire::message::{CurrentTimeRequestMessage, message_hash, msg_type};
 use grapevine::wire::types::{Ripemd160, TimePoint};
 use redb::backends::InMemoryBackend;
 use support::*;
@@ -107,18 +105,7 @@ async fn peers_are_served_while_a_commit_is_stuck_and_nothing_is_advertised_befo
     let mut peer = RawPeer::connect(addr(&node)).await;
     peer.activate(CHAIN).await;
     // In sync with the node (an empty chain), so that it advertises new items to the peer.
-    peer.send(Message::FetchBlockchainItemIds(
-        FetchBlockchainItemIdsMessage {
-            item_type: msg_type::BLOCK,
-            blockchain_synopsis: vec![],
-        },
-    ))
-    .await;
-    let answer = peer.recv_type(
-        msg_type::BLOCKCHAIN_ITEM_IDS_INVENTORY,
-        Duration::from_secs(10),
-    );
-    assert!(answer.await.is_some());
+    peer.catch_up().await;
 
     gate.set(true);
     let _opens = Opens(gate.clone());

@@ -101,6 +101,18 @@ struct Overlay {
     bytes: usize,
 }
 
+/// Removes `key` from an overlay map when the entry's ticket is durable (a later batch that
+/// wrote it again keeps it).
+fn forget_if_durable<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, (u64, V)>,
+    key: &K,
+    durable: u64,
+) {
+    if map.get(key).is_some_and(|(t, _)| *t <= durable) {
+        map.remove(key);
+    }
+}
+
 /// A batch being accepted.
 struct Pending {
     ticket: u64,
@@ -636,26 +648,10 @@ impl Delegate for RelayStore {
             for key in b.keys {
                 // Only if no later batch wrote it again.
                 match key {
-                    Key::Block(k) => {
-                        if o.blocks.get(&k).is_some_and(|(t, _)| *t <= durable) {
-                            o.blocks.remove(&k);
-                        }
-                    }
-                    Key::Hash(k) => {
-                        if o.by_hash.get(&k).is_some_and(|(t, _)| *t <= durable) {
-                            o.by_hash.remove(&k);
-                        }
-                    }
-                    Key::Chain(k) => {
-                        if o.chain.get(&k).is_some_and(|(t, _)| *t <= durable) {
-                            o.chain.remove(&k);
-                        }
-                    }
-                    Key::Trx(k) => {
-                        if o.trxs.get(&k).is_some_and(|(t, _)| *t <= durable) {
-                            o.trxs.remove(&k);
-                        }
-                    }
+                    Key::Block(k) => forget_if_durable(&mut o.blocks, &k, durable),
+                    Key::Hash(k) => forget_if_durable(&mut o.by_hash, &k, durable),
+                    Key::Chain(k) => forget_if_durable(&mut o.chain, &k, durable),
+                    Key::Trx(k) => forget_if_durable(&mut o.trxs, &k, durable),
                 }
             }
             o.bytes -= b.bytes;

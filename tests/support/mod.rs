@@ -253,6 +253,27 @@ impl RawPeer {
         .await;
     }
 
+    /// Asks the node for block ids after an empty synopsis and waits for its answer: a peer
+    /// with no blocks that is caught up with a node that has none, so the node does not take
+    /// it for a syncing peer (whom it would not advertise to).
+    pub async fn catch_up(&mut self) {
+        use grapevine::wire::message::{FetchBlockchainItemIdsMessage, msg_type};
+        self.send(Message::FetchBlockchainItemIds(
+            FetchBlockchainItemIdsMessage {
+                item_type: msg_type::BLOCK,
+                blockchain_synopsis: vec![],
+            },
+        ))
+        .await;
+        let answered = self
+            .recv_type(
+                msg_type::BLOCKCHAIN_ITEM_IDS_INVENTORY,
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(answered.is_some(), "the node answers the sync request");
+    }
+
     /// Sends a current_time_request and waits for its reply, skipping anything else; the
     /// round trip, or None if no reply came within `limit`.
     pub async fn time_round_trip(&mut self, limit: Duration) -> Option<Duration> {
